@@ -2,7 +2,8 @@
 """Tiny contract-conforming ONNX models, built with onnx's helpers, for tests.
 
 The graph computes real, checkable values from its input:
-  depth          = depth_scale * (1 + mean over RGB of the normalised input)**2 + 0.5
+  depth          = (depth_scale * (1 + mean over RGB of the normalised input)**2 + 0.5)
+                   * exp(window_drift * mean of the whole window)   (window_drift: default 0)
   depth_conf     = 1 + exp(mean)            canonical_conf = depth_conf
   canonical      = the normalised input, channels last
   intrinsics     = [[W, 0, W/2], [0, W, H/2], [0, 0, 1]] for each frame (focal = input width)
@@ -32,7 +33,7 @@ def make_model(path: Path, *, height=None, width=None, input_type=T.FLOAT, rank=
                metadata: dict | None = None, drop_output: str = "", canonical_channels: int = 3,
                mask: bool = False, external_data: bool = False, opset: int = 17,
                extra_input: bool = False, input_name: str = "images",
-               depth_scale: float = 1.0) -> Path:
+               depth_scale: float = 1.0, window_drift: float = 0.0) -> Path:
     dims = ["N", "S", 3, height or "H", width or "W"][:rank] if rank <= 5 else \
         ["N", "S", 3, "H", "W"] + [1] * (rank - 5)
     inputs = [helper.make_tensor_value_info(input_name, input_type, dims)]
@@ -50,14 +51,23 @@ def make_model(path: Path, *, height=None, width=None, input_type=T.FLOAT, rank=
              numpy_helper.from_array(np.array([2], np.int64), "s2"),
              numpy_helper.from_array(np.array([3], np.int64), "i3"),
              numpy_helper.from_array(np.array([4], np.int64), "i4"),
-             numpy_helper.from_array(np.array([canonical_channels], np.int64), "channels")]
+             numpy_helper.from_array(np.array([canonical_channels], np.int64), "channels"),
+             numpy_helper.from_array(np.array([window_drift], np.float32), "drift"),
+             numpy_helper.from_array(np.array([4], np.int64), "sq")]
     nodes += [
         helper.make_node("ReduceMean", ["x"], ["m"], axes=[2], keepdims=0),
         helper.make_node("Gather", ["scale_table", "i0"], ["s"]),
         helper.make_node("Add", ["m", "one"], ["m1"]),
         helper.make_node("Mul", ["m1", "m1"], ["m2"]),
         helper.make_node("Mul", ["m2", "s"], ["m3"]),
-        helper.make_node("Add", ["m3", "half"], ["depth"]),
+        helper.make_node("Add", ["m3", "half"], ["d0"]),
+        # depth scale that depends on the whole window (as a relative-depth network's does):
+        # d0 * exp(window_drift * mean of the window)
+        helper.make_node("ReduceMean", ["x"], ["wm"], axes=[1, 2, 3, 4], keepdims=1),
+        helper.make_node("Mul", ["wm", "drift"], ["wd"]),
+        helper.make_node("Exp", ["wd"], ["wscale"]),
+        helper.make_node("Squeeze", ["wscale", "sq"], ["wscale4"]),
+        helper.make_node("Mul", ["d0", "wscale4"], ["depth"]),
         helper.make_node("Exp", ["m"], ["em"]),
         helper.make_node("Add", ["em", "one"], ["depth_conf"]),
         helper.make_node("Identity", ["depth_conf"], ["canonical_conf"]),

@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The streaming prediction pipeline: frames in, per-frame model predictions out.
+
+    pipeline = Pipeline(model_session, PipelineSettings(window=4), progress=print, cancel=event)
+    for prediction in pipeline.run(footage, total=len(footage.frame_numbers)):
+        ...  # maps at model resolution, intrinsics in footage pixels, the crop box
+
+Frames are never all in memory: one window of S frames at model resolution is. Safe to run in a
+worker thread (no global state). `cancel.set()` stops it cleanly before the next window.
+With `face_region="auto"`, `frames` is iterated twice (a quick detection pass at low resolution,
+then the prediction pass), so it must be re-iterable (a footage object or a list).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .frames import Frame
+from .preprocess import Crop, crop_for_box, full_frame_crop, model_input_size, normalise, resample
+from .session import ModelSession
+
+MAP_OUTPUTS = ("depth", "depth_conf", "canonical", "canonical_conf", "mask")
+
+
+class PipelineError(Exception):
+    """The footage or settings cannot be processed; the message says what to do."""
+
+
+@dataclass
+class PipelineSettings:
+    resolution: int = 0  # longest side of the model input; 0: the model's preferred input_size
+    window: int = 1  # frames per window, 1 .. the model's max_window
+    overlap: int = 1  # frames shared by consecutive windows (window > 1 only)
+    face_region: str | tuple = "auto"  # "auto" | "full" | (x0, y0, x1, y1) in footage pixels
+    box_margin: float = 0.35  # auto box grown by this fraction of its size on each side
+    box_smoothing: float = 4.0  # sigma, in frames, of the zero-lag smoothing of auto boxes
+    detect_resolution: int = 224  # longest side of the detection pass
+    detect_every: int = 2  # detection pass looks at every n-th frame
+    align_depth_scale: bool = True  # relative-depth models: chain scale through window overlaps
+    shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
+    face_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "detect" | "predict"
+    done: int
+    total: int  # 0 when unknown
+    fps: float
+    eta_s: float  # nan when unknown
+
+    def text(self) -> str:
+        of = f"/{self.total}" if self.total else ""
+        eta = f", {self.eta_s:.0f} s left" if np.isfinite(self.eta_s) else ""
+        return f"{self.phase}: frame {self.done}{of}, {self.fps:.1f} fps{eta}"
+
+
+@dataclass
+class FramePrediction:
+    number: int
+    footage_size: tuple[int, int]  # (width, height)
+    crop: Crop  # the footage region the maps cover (model-input pixel -> footage pixel)
+    depth: np.ndarray  # H x W at model resolution (scale-aligned across windows)
+    depth_conf: np.ndarray
+    canonical: np.ndarray  # H x W x 3
+    canonical_conf: np.ndarray
+    intrinsics: np.ndarray  # 3 x 3, footage pixels, as predicted for this frame
+    mask: np.ndarray | None = None
+    depth_scale: float = 1.0  # factor applied to this window's depth by scale alignment
+
+    @property
+    def face_weight(self) -> np.ndarray:
+        return face_weight(self.mask, self.canonical_conf)
+
+
+def face_weight(mask: np.ndarray | None, canonical_conf: np.ndarray) -> np.ndarray:
+    """Per-pixel face probability: the model's mask, else its canonical confidence rescaled."""
+    if mask is not None:
+        return mask
+    c = np.maximum(canonical_conf - 1.0, 0.0)
+    top = c.max(axis=(-2, -1), keepdims=True)
+    return c / np.where(top > 0, top, 1.0)
+
+
+def box_from_weight(weight: np.ndarray, crop: Crop, threshold: float,
+                    min_pixels: int = 6) -> np.ndarray | None:
+    """The face's bounding box (x0, y0, x1, y1) in footage pixels, or None when no face."""
+    ys, xs = np.nonzero(weight > threshold)
+    if xs.size < min_pixels:
+        return None
+    lo = np.percentile(np.stack([xs, ys], 1), 0.5, axis=0)
+    hi = np.percentile(np.stack([xs, ys], 1), 99.5, axis=0) + 1.0
+    corners = crop.to_footage(np.array([lo, hi]))
+    return corners.ravel()
+
+
+def smooth_boxes(boxes: np.ndarray, sigma: float) -> np.ndarray:
+    """Zero-lag Gaussian smoothing of (F, 4) boxes over frames (rows with nan are filled first)."""
+    boxes = np.array(boxes, np.float64)
+    valid = ~np.isnan(boxes[:, 0])
+    idx = np.arange(len(boxes))
+    for c in range(4):
+        boxes[:, c] = np.interp(idx, idx[valid], boxes[valid, c])
+    if sigma <= 0 or len(boxes) < 2:
+        return boxes
+    radius = int(3 * sigma)
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    # odd reflection at the ends keeps a steady motion steady (no pull towards the end values)
+    padded = np.pad(boxes, ((radius, radius), (0, 0)), mode="reflect", reflect_type="odd")
+    norm = k.sum()
+    return np.stack([np.convolve(padded[:, c], k, mode="valid") / norm for c in range(4)], 1)
+
+
+def grow_box(box, margin: float) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return np.array([x0 - dx, y0 - dy, x1 + dx, y1 + dy])
+
+
+@dataclass
+class _Clock:
+    phase: str
+    total: int
+    callback: Callable[[Progress], None] | None
+    start: float = field(default_factory=time.perf_counter)
+
+    def report(self, done: int) -> None:
+        if self.callback is None:
+            return
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        fps = done / elapsed
+        eta = (self.total - done) / fps if self.total and fps > 0 else float("nan")
+        self.callback(Progress(self.phase, done, self.total, fps, eta))
+
+
+class Pipeline:
+    def __init__(self, session: ModelSession, settings: PipelineSettings | None = None,
+                 progress: Callable[[Progress], None] | None = None,
+                 cancel: threading.Event | None = None):
+        self.session = session
+        self.model = session.description
+        self.settings = settings or PipelineSettings()
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.cancelled = False
+        self._focals: list[np.ndarray] = []
+        s = self.settings
+        if not 1 <= s.window <= self.model.max_window:
+            raise PipelineError(f"frames per window must be 1 to {self.model.max_window} for this "
+                                f"model (got {s.window})")
+        if s.window > 1 and not 0 <= s.overlap < s.window:
+            raise PipelineError(f"window overlap must be 0 to {s.window - 1} (got {s.overlap})")
+
+    # ---------------------------------------------------------------- sizes and crops
+
+    def _longest(self) -> int:
+        longest = self.settings.resolution or self.model.input_size
+        if longest % self.model.patch_size:
+            raise PipelineError(f"processing resolution {longest} is not a multiple of the "
+                                f"model's patch size {self.model.patch_size}")
+        return longest
+
+    def _crop_size(self, width: float, height: float, longest: int) -> tuple[int, int]:
+        if self.model.fixed_size:
+            h, w = self.model.fixed_size
+            return w, h
+        return model_input_size(width, height, longest, self.model.patch_size)
+
+    def _whole_frame(self, size, longest: int) -> Crop:
+        w, h = size
+        if self.model.fixed_size:
+            return crop_for_box((0, 0, w, h), *self._crop_size(w, h, longest))
+        return full_frame_crop(w, h, longest, self.model.patch_size)
+
+    # ---------------------------------------------------------------- running the model
+
+    def _predict(self, frames: list[Frame], crops: list[Crop]) -> dict[str, np.ndarray]:
+        batch = np.stack([normalise(resample(f.image, c), self.model.mean, self.model.std)
+                          for f, c in zip(frames, crops)])[None]
+        out = self.session.run(batch)
+        return {k: v[0] for k, v in out.items()}
+
+    def detect_boxes(self, frames: Iterable[Frame], total: int = 0) -> dict[int, np.ndarray]:
+        """Face boxes (footage pixels, smoothed, margin added) for every frame number."""
+        s = self.settings
+        longest = s.detect_resolution - s.detect_resolution % self.model.patch_size
+        clock = _Clock("detect", total, self.progress)
+        numbers, batch = [], []
+        found = []  # per frame: box, or nan (not looked at, or no face)
+
+        def flush():
+            out = self._predict([f for _, f, _ in batch], [c for _, _, c in batch])
+            weights = face_weight(out.get("mask"), out["canonical_conf"])
+            for i, (pos, _, crop) in enumerate(batch):
+                box = box_from_weight(weights[i], crop, s.face_threshold)
+                if box is not None:
+                    found[pos] = box
+            batch.clear()
+
+        for i, frame in enumerate(frames):
+            if self.cancel.is_set():
+                self.cancelled = True
+                return {}
+            numbers.append(frame.number)
+            found.append(np.full(4, np.nan))
+            if i % max(s.detect_every, 1) == 0:
+                batch.append((i, frame, self._whole_frame(frame.size, longest)))
+                if len(batch) == self.model.max_window:
+                    flush()
+            clock.report(i + 1)
+        if batch:
+            flush()
+        if not numbers:
+            raise PipelineError("the footage has no frames")
+        boxes = np.array(found, np.float64)
+        if np.isnan(boxes[:, 0]).all():
+            raise PipelineError("no face found in the footage: check the footage, or draw a face "
+                                "box by hand (face region: box)")
+        boxes = smooth_boxes(boxes, s.box_smoothing)
+        return {n: grow_box(b, s.box_margin) for n, b in zip(numbers, boxes)}
+
+    def run(self, frames: Iterable[Frame], total: int = 0) -> Iterator[FramePrediction]:
+        s = self.settings
+        longest = self._longest()
+        boxes: dict[int, np.ndarray] | None = None
+        if isinstance(s.face_region, str) and s.face_region == "auto":
+            boxes = self.detect_boxes(frames, total)
+            if self.cancelled:
+                return
+            sizes = np.array([[b[2] - b[0], b[3] - b[1]] for b in boxes.values()])
+            out_size = self._crop_size(*np.median(sizes, axis=0), longest)
+        elif isinstance(s.face_region, str) and s.face_region == "full":
+            out_size = None
+        else:
+            x0, y0, x1, y1 = map(float, s.face_region)
+            if x1 <= x0 or y1 <= y0:
+                raise PipelineError(f"face box {s.face_region} is empty: give (x0, y0, x1, y1) "
+                                    f"with x1 > x0 and y1 > y0, in footage pixels")
+            out_size = self._crop_size(x1 - x0, y1 - y0, longest)
+
+        def crop_of(frame: Frame) -> Crop:
+            if boxes is not None:
+                return crop_for_box(boxes[frame.number], *out_size)
+            if out_size is None:
+                return self._whole_frame(frame.size, longest)
+            return crop_for_box(s.face_region, *out_size)
+
+        step = s.window - (s.overlap if s.window > 1 else 0)
+        clock = _Clock("predict", total, self.progress)
+        window: deque[tuple[Frame, Crop]] = deque()
+        previous: dict[int, np.ndarray] = {}  # overlap frame number -> aligned depth, face weight
+        scale, done, first_size = 1.0, 0, None
+        pending = iter(frames)
+        exhausted = False
+        while not exhausted:
+            while len(window) < s.window:
+                frame = next(pending, None)
+                if frame is None:
+                    exhausted = True
+                    break
+                if first_size is None:
+                    first_size = frame.size
+                elif frame.size != first_size:
+                    raise PipelineError(f"frame {frame.number} is {frame.size[0]} x "
+                                        f"{frame.size[1]}, the footage started at {first_size[0]}"
+                                        f" x {first_size[1]}: all frames must share one size")
+                window.append((frame, crop_of(frame)))
+            if len(window) == len(previous):  # nothing new after the overlap
+                break
+            if self.cancel.is_set():
+                self.cancelled = True
+                return
+            frames_w = [f for f, _ in window]
+            out = self._predict(frames_w, [c for _, c in window])
+            weights = face_weight(out.get("mask"), out["canonical_conf"])
+            scale = self._align(scale, previous, frames_w, out["depth"], weights)
+            for i, (frame, crop) in enumerate(window):
+                if frame.number in previous:
+                    continue  # already yielded by the previous window
+                yield self._frame_prediction(frame, crop, out, i, scale)
+                done += 1
+            clock.report(done)
+            keep = list(window)[step:] if s.window > 1 else []
+            previous = {f.number: (out["depth"][i + step] * scale, weights[i + step])
+                        for i, (f, _) in enumerate(keep)}
+            window = deque(keep)
+        if done == 0:
+            raise PipelineError("the footage has no frames")
+
+    def _align(self, scale, previous, frames, depth, weights) -> float:
+        """The factor for this window's depth: relative-depth models chain it through the frames
+        two windows share (median ratio over pixels that are face in both predictions)."""
+        if self.model.metric or not self.settings.align_depth_scale:
+            return 1.0
+        ratios = []
+        for i, f in enumerate(frames):
+            if f.number in previous:
+                old_depth, old_weight = previous[f.number]
+                sel = (old_weight > self.settings.face_threshold) & \
+                      (weights[i] > self.settings.face_threshold)
+                if sel.sum() < 16:  # too little face in common: use the whole frame
+                    sel = np.ones_like(sel)
+                ratios.append(old_depth[sel] / depth[i][sel])
+        return float(np.median(np.concatenate(ratios))) if ratios else scale
+
+    def _frame_prediction(self, frame, crop, out, i, scale) -> FramePrediction:
+        k = crop.to_footage_intrinsics(out["intrinsics"][i])
+        self._focals.append(np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]]))
+        return FramePrediction(
+            number=frame.number, footage_size=frame.size, crop=crop,
+            depth=out["depth"][i] * scale, depth_conf=out["depth_conf"][i],
+            canonical=out["canonical"][i], canonical_conf=out["canonical_conf"][i],
+            intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale)
+
+    def shot_intrinsics(self) -> np.ndarray:
+        """One camera for the whole shot: the median of the per-frame predictions (robust to
+        outlier frames), in footage pixels. Available once frames have been predicted."""
+        if not self._focals:
+            raise PipelineError("no frame has been predicted yet")
+        fx, fy, cx, cy = np.median(np.array(self._focals), axis=0)
+        return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+
+    def camera_for(self, prediction: FramePrediction) -> np.ndarray:
+        """The intrinsics to use for a frame: the shot's or the frame's, per the settings."""
+        return self.shot_intrinsics() if self.settings.shot_focal else prediction.intrinsics

@@ -1,0 +1,187 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The streaming pipeline on tiny real ONNX models: windows, face boxes, scale, focal, progress,
+cancellation, bad footage."""
+import queue
+import threading
+
+import numpy as np
+import pytest
+
+from face_anything_addon.core.contract import describe_model
+from face_anything_addon.core.frames import Frame
+from face_anything_addon.core.preprocess import resample
+from face_anything_addon.core.pipeline import (
+    Pipeline, PipelineError, PipelineSettings, smooth_boxes)
+from face_anything_addon.core.session import open_session
+from tests.contract_models import contract_metadata, make_model
+
+
+def session_for(tmp_path, **kw):
+    return open_session(describe_model(make_model(tmp_path / "m.onnx", **kw)), "CPU")
+
+
+def disc_footage(numbers, width=160, height=120, radius=14, speed=3.0, brightness=None):
+    """A bright disc (the "face": the tiny model's mask is > 0.5 where the input is bright)
+    moving right on a dark background."""
+    yy, xx = np.mgrid[0:height, 0:width] + 0.5
+    frames = []
+    for i, n in enumerate(numbers):
+        cx, cy = 50 + speed * i, 60
+        img = np.full((height, width, 3), 0.1, np.float32)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2] = 0.9
+        if brightness is not None:
+            img *= brightness[i]
+        frames.append(Frame(n, img))
+    return frames
+
+
+def test_full_frame_predictions_keep_numbers_and_map_intrinsics(tmp_path):
+    frames = disc_footage([1, 2, 3, 5, 10])
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(face_region="full", resolution=56))
+    preds = list(pipe.run(frames, total=5))
+    assert [p.number for p in preds] == [1, 2, 3, 5, 10]
+    p = preds[0]
+    assert p.depth.shape == (42, 56) and p.canonical.shape == (42, 56, 3)
+    assert (p.crop.out_w, p.crop.out_h, p.footage_size) == (56, 42, (160, 120))
+    # the tiny model predicts focal = input width, principal point = input centre:
+    # in footage pixels that is the footage's width and centre
+    np.testing.assert_allclose(p.intrinsics, [[160, 0, 80], [0, 120 * 56 / 42, 60], [0, 0, 1]])
+    # and the maps are the model's real output for this frame
+    x = (frames[0].image[::1] - 0.5) / 0.25
+    assert p.depth.max() == pytest.approx(((1 + x.mean(axis=2)) ** 2 + 0.5).max(), rel=1e-3)
+
+
+def test_user_box_crop(tmp_path):
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(face_region=(20, 30, 90, 100),
+                                                            resolution=28))
+    (p,) = list(pipe.run(disc_footage([7])))
+    assert p.crop.box == (20, 30, 90, 100) and (p.crop.out_w, p.crop.out_h) == (28, 28)
+    with pytest.raises(PipelineError, match="face box .* is empty"):
+        list(Pipeline(pipe.session, PipelineSettings(face_region=(50, 50, 40, 60))).run(
+            disc_footage([1])))
+
+
+def test_auto_face_boxes_follow_the_face_smoothly(tmp_path):
+    frames = disc_footage(range(1, 25), speed=2.5)
+    pipe = Pipeline(session_for(tmp_path, mask=True), PipelineSettings(window=2, overlap=1))
+    preds = list(pipe.run(frames, total=24))
+    assert len(preds) == 24
+    for i, p in enumerate(preds):
+        x0, y0, x1, y1 = p.crop.box
+        cx = 50 + 2.5 * i
+        assert x0 < cx - 14 and x1 > cx + 14 and y0 < 60 - 14 and y1 > 60 + 14, (i, p.crop.box)
+        assert x1 - x0 < 3 * 28  # tight: the face, its margin, not the whole frame
+    centres = np.array([(p.crop.box[0] + p.crop.box[2]) / 2 for p in preds])
+    steps = np.diff(centres)
+    assert np.all(np.abs(steps - 2.5) < 0.6), steps  # follows the motion, no jitter
+    assert len({(p.crop.out_w, p.crop.out_h) for p in preds}) == 1  # one input size per shot
+
+
+def test_no_face_anywhere_is_an_actionable_error(tmp_path):
+    dark = [Frame(i, np.full((60, 80, 3), 0.05, np.float32)) for i in range(3)]
+    with pytest.raises(PipelineError, match="no face found .* draw a face box by hand"):
+        list(Pipeline(session_for(tmp_path, mask=True)).run(dark))
+
+
+def test_relative_depth_scale_is_chained_across_windows_within_1_percent(tmp_path):
+    # The model's depth scale depends on each window's content, so without alignment it jumps
+    # from window to window (here by up to ~25%).
+    n = 30
+    brightness = np.linspace(0.6, 1.1, n)
+    frames = disc_footage(range(n), brightness=brightness)
+    model = dict(window_drift=0.5, metadata=contract_metadata(depth_units="relative"))
+    truth = []
+    for f in frames:  # depth of each frame alone, without the window's scale
+        x = (np.clip(f.image, 0, 1) - 0.5) / 0.25
+        truth.append((1 + x.mean(axis=2)) ** 2 + 0.5)
+    settings = PipelineSettings(face_region="full", resolution=28 * 4, window=4, overlap=1)
+
+    def ratios(align):
+        """Per frame: predicted depth / the frame's own depth (resampled like the input)."""
+        settings.align_depth_scale = align
+        preds = list(Pipeline(session_for(tmp_path, **model), settings).run(frames))
+        assert len(preds) == n
+        return np.array([np.median(p.depth / resample(np.repeat(t[..., None], 3, 2), p.crop)[..., 0])
+                         for p, t in zip(preds, truth)])
+
+    raw = ratios(False)
+    aligned = ratios(True)
+    assert raw.max() / raw.min() > 1.1  # the drift is real
+    assert aligned.max() / aligned.min() < 1.01
+
+
+def test_metric_models_are_not_rescaled(tmp_path):
+    frames = disc_footage(range(6), brightness=np.linspace(0.6, 1.1, 6))
+    pipe = Pipeline(session_for(tmp_path, window_drift=0.5),
+                    PipelineSettings(face_region="full", resolution=28, window=3, overlap=1))
+    assert {p.depth_scale for p in pipe.run(frames)} == {1.0}
+
+
+def test_shot_focal_is_robust_and_switchable(tmp_path):
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(face_region="full", resolution=28))
+    preds = list(pipe.run(disc_footage(range(4))))
+    pipe._focals[1] = pipe._focals[1] * 3  # one wild frame
+    k = pipe.shot_intrinsics()
+    assert k[0, 0] == pytest.approx(160) and k[0, 2] == pytest.approx(80)
+    np.testing.assert_array_equal(pipe.camera_for(preds[1]), k)
+    pipe.settings.shot_focal = False
+    np.testing.assert_array_equal(pipe.camera_for(preds[1]), preds[1].intrinsics)
+
+
+def test_progress_and_cancellation_within_one_window(tmp_path):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(p):
+        seen.append(p)
+        if p.phase == "predict" and p.done >= 6:
+            cancel.set()
+
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(face_region="full", resolution=28,
+                                                            window=3, overlap=0),
+                    progress=progress, cancel=cancel)
+    preds = list(pipe.run(disc_footage(range(30)), total=30))
+    assert pipe.cancelled and len(preds) == 6
+    assert [p.done for p in seen] == [3, 6] and all(p.total == 30 for p in seen)
+    assert seen[-1].fps > 0 and seen[-1].eta_s > 0 and "frame 6/30" in seen[-1].text()
+
+
+def test_runs_in_a_worker_thread(tmp_path):
+    results = queue.Queue()
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(face_region="full", resolution=28))
+
+    def work():
+        for p in pipe.run(disc_footage(range(5))):
+            results.put(p.number)
+        results.put(None)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(30)
+    got = []
+    while (n := results.get_nowait()) is not None:
+        got.append(n)
+    assert got == list(range(5))
+
+
+def test_bad_footage_and_settings(tmp_path):
+    sess = session_for(tmp_path)
+    mixed = disc_footage([1, 2]) + [Frame(3, np.zeros((100, 160, 3), np.float32))]
+    with pytest.raises(PipelineError, match="frame 3 is 160 x 100, the footage started at 160 x 120"):
+        list(Pipeline(sess, PipelineSettings(face_region="full")).run(mixed))
+    with pytest.raises(PipelineError, match="the footage has no frames"):
+        list(Pipeline(sess, PipelineSettings(face_region="full")).run([]))
+    with pytest.raises(PipelineError, match="frames per window must be 1 to 4"):
+        Pipeline(sess, PipelineSettings(window=5))
+    with pytest.raises(PipelineError, match="overlap must be 0 to 1"):
+        Pipeline(sess, PipelineSettings(window=2, overlap=2))
+    with pytest.raises(PipelineError, match="resolution 30 is not a multiple"):
+        list(Pipeline(sess, PipelineSettings(face_region="full", resolution=30)).run(
+            disc_footage([1])))
+
+
+def test_smooth_boxes_fills_gaps_without_lag():
+    boxes = np.array([[i, 0, i + 10, 10] for i in range(20)], float)
+    boxes[5:8] = np.nan
+    out = smooth_boxes(boxes, 2.0)
+    np.testing.assert_allclose(out[3:17, 0], np.arange(3, 17), atol=1e-9)  # a ramp stays put
