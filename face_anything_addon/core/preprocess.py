@@ -92,34 +92,49 @@ def _resample_taps(start: float, length: float, n_out: int, n_in: int):
     return np.clip(idx, 0, n_in - 1), weights.astype(np.float32)
 
 
-def _dense(idx: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    """The (n_out, n) resampling matrix of per-output taps (repeated clamped indices add up)."""
-    m = np.zeros((idx.shape[0], n), np.float32)
-    np.add.at(m, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), idx.ravel()), weights.ravel())
-    return m
+def _band_blocks(idx: np.ndarray, weights: np.ndarray, block: int):
+    """Yields (out slice, first input index, dense block matrix) of a banded resampling matrix:
+    output o = sum_t weights[o, t] * input[idx[o, t]], split into blocks of output samples."""
+    n_out, taps = idx.shape
+    for b in range(0, n_out, block):
+        i, w = idx[b:b + block], weights[b:b + block]
+        lo, hi = int(i.min()), int(i.max()) + 1
+        m = np.zeros((len(i), hi - lo), np.float32)
+        np.add.at(m, (np.repeat(np.arange(len(i)), taps), (i - lo).ravel()), w.ravel())
+        yield slice(b, b + len(i)), lo, m
 
 
-def resample(image: np.ndarray, crop: Crop) -> np.ndarray:
+def resample(image: np.ndarray, crop: Crop, block: int = 32) -> np.ndarray:
     """The crop of an H x W x C image resampled to crop.out_h x crop.out_w (float32).
 
-    Separable: two matrix products (BLAS) with banded resampling matrices. Only the span of rows
-    and columns the filter touches is read (a view, no copy): an 8K frame's crop costs what the
-    crop costs.
+    Separable and banded: each pass is a series of small dense matrix products (BLAS) over just
+    the input samples a block of outputs touches, with no transposes. Only the rows and columns the
+    filter reaches are read: an 8K frame's crop costs what the crop costs.
     """
     h, w = image.shape[:2]
+    c = image.shape[2] if image.ndim == 3 else 1
     rows, row_w = _resample_taps(crop.y0, crop.height, crop.out_h, h)
     cols, col_w = _resample_taps(crop.x0, crop.width, crop.out_w, w)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    src = np.asarray(image[r0:r1, c0:c1], dtype=np.float32)
-    ry = _dense(rows - r0, row_w, r1 - r0)
-    rx = _dense(cols - c0, col_w, c1 - c0)
-    tmp = (ry @ src.reshape(r1 - r0, -1)).reshape(crop.out_h, c1 - c0, -1)
-    # (out_w, span) x (out_h, span, C) -> (out_h, out_w, C), as one BLAS product
-    return np.einsum("xs,ysc->yxc", rx, tmp, optimize=True)
+    r0, r1 = rows.min(), rows.max() + 1
+    src = np.asarray(image[r0:r1], dtype=np.float32).reshape(r1 - r0, w * c)
+    eye = np.eye(c, dtype=np.float32)
+    # columns: (rows, span * C) @ kron(block.T, I_C) -> (rows, B * C), channels stay interleaved
+    wide = np.empty((r1 - r0, crop.out_w * c), np.float32)
+    for out, lo, m in _band_blocks(cols, col_w, block):
+        span = slice(lo * c, (lo + m.shape[1]) * c)
+        np.matmul(src[:, span], np.kron(m.T, eye), out=wide[:, out.start * c:out.stop * c])
+    # rows: block @ (span, out_w * C)
+    result = np.empty((crop.out_h, crop.out_w * c), np.float32)
+    for out, lo, m in _band_blocks(rows - r0, row_w, block):
+        np.matmul(m, wide[lo:lo + m.shape[1]], out=result[out])
+    return result.reshape(crop.out_h, crop.out_w, c)
 
 
 def normalise(image: np.ndarray, mean, std) -> np.ndarray:
-    """H x W x 3 RGB in [0, 1] -> 3 x H x W, (clip(rgb, 0, 1) - mean) / std."""
-    x = np.clip(image, 0.0, 1.0)
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+    """H x W x 3 RGB in [0, 1] -> 3 x H x W float32, (clip(rgb, 0, 1) - mean) / std."""
+    out = np.empty((3,) + image.shape[:2], np.float32)
+    for ch in range(3):
+        np.clip(image[..., ch], 0.0, 1.0, out=out[ch])
+        out[ch] -= mean[ch]
+        out[ch] *= 1.0 / std[ch]
+    return out

@@ -1,0 +1,375 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Footage readers built only on Blender's own decoders (no Pillow, OpenCV or imageio).
+
+Sources: a folder of numbered images, one image of a numbered sequence, a movie file (FFmpeg inside
+Blender), or a Movie Clip datablock. Each is opened as a `Footage`: its frame numbers and frame size
+are known up front, and iterating it decodes and yields one `core.frames.Frame` at a time.
+
+- Image sequences: one image datablock whose `filepath` moves from file to file, pixels copied with
+  `foreach_get` into a reused buffer. The frame number is the trailing number of the file name;
+  gaps in the numbering stay gaps.
+- Movies: the image sits in an image texture; `image_user.frame_current` + `evaluate` selects the
+  frame (1-based). Blender's memory cache limit is lowered while reading, then restored.
+- Colour: frames are display values. 8/16-bit files and movies are read as stored (colour space
+  'Non-Color', alpha 'CHANNEL_PACKED': no linearisation, no premultiplication); 8-bit PNG bytes come
+  back as byte/255. EXR holds scene-linear light: `linear_to_srgb` encodes it for display.
+- Datablocks the readers create are removed when iteration ends, fails or is closed early: the
+  user's .blend is left as it was.
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import bpy
+import numpy as np
+
+from ..core.errors import FootageError
+from ..core.frames import Frame, from_blender_pixels
+
+# Accepted image extensions and the family ("type") each belongs to; one family per sequence.
+IMAGE_FAMILIES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".exr": "OpenEXR", ".bmp": "BMP"}
+MOVIE_EXTENSIONS = frozenset(bpy.path.extensions_movie)  # Blender's: .mp4 .mov .avi .mkv .webm ...
+MOVIE_CACHE_MB = 256  # Blender's memory cache limit while a movie is read (it keeps decoded frames)
+
+_DATA_NAME = ".face_anything_footage"  # leading dot: hidden in Blender's lists while it exists
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+_DIGIT_RUNS = re.compile(r"(\d+)")
+_ACCEPTED = ", ".join(IMAGE_FAMILIES)
+
+
+class Footage:
+    """Frames of one source, decoded lazily: `for frame in footage` yields `Frame`s in order.
+
+    name: for messages; path: the folder, first image or movie file; kind: 'SEQUENCE' or 'MOVIE';
+    frame_numbers: the numbers iteration yields, in order; size: (width, height) of the first frame;
+    frame_start: for a Movie Clip, the scene frame at which number 1 plays (else None).
+    """
+
+    def __init__(self, name: str, path: Path, kind: str, frame_numbers: list[int],
+                 size: tuple[int, int], read: Callable[[], Iterator[Frame]],
+                 frame_start: int | None = None):
+        self.name, self.path, self.kind = name, path, kind
+        self.frame_numbers, self.size, self.frame_start = frame_numbers, size, frame_start
+        self._read = read
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._read()
+
+    def __len__(self) -> int:
+        return len(self.frame_numbers)
+
+    def __repr__(self) -> str:
+        first, last = self.frame_numbers[0], self.frame_numbers[-1]
+        return (f"<Footage {self.name!r} {self.kind} {self.size[0]}x{self.size[1]}, "
+                f"{len(self)} frames {first}..{last}>")
+
+
+# ----------------------------------------------------------------------------------- entry points
+
+def open_footage(path: str | os.PathLike, frame_range: tuple[int, int] | None = None) -> Footage:
+    """Footage at `path`: a folder of numbered images, one image file (its whole numbered sequence,
+    or a single frame numbered 1 when its name has no number) or a movie file (frames 1..n).
+    frame_range: inclusive (first, last) frame numbers to keep. Raises FootageError."""
+    target = Path(bpy.path.abspath(os.fspath(path)))
+    if not target.exists():
+        raise FootageError(f"footage not found: {target}")
+    if target.is_dir():
+        return _sequence_footage(target.name, target, _folder_sequence(target), frame_range)
+    suffix = target.suffix.lower()
+    if suffix in IMAGE_FAMILIES:
+        return _sequence_footage(target.name, target, _file_sequence(target), frame_range)
+    if suffix in MOVIE_EXTENSIONS:
+        return _movie_footage(target.name, target, frame_range)
+    raise FootageError(f"{target} is neither an image ({_ACCEPTED}) nor a movie file "
+                       f"({', '.join(sorted(MOVIE_EXTENSIONS))})")
+
+
+def footage_from_clip(clip: bpy.types.MovieClip,
+                      frame_range: tuple[int, int] | None = None) -> Footage:
+    """Footage of a Movie Clip datablock, numbered in the clip's own frames as its tracking markers
+    count them: 1 is the clip's first frame (its file, or movie frame 1, moved on by the clip's
+    `frame_offset`, as Blender loads it); scene frame = number + clip.frame_start - 1. Frames before
+    clip frame 1 are left out; frame_range is in clip frames."""
+    path = Path(bpy.path.abspath(clip.filepath, library=clip.library))
+    if not path.is_file():
+        raise FootageError(f"movie clip {clip.name!r}: file not found: {path}")
+    if clip.source == "MOVIE":
+        return _movie_footage(clip.name, path, frame_range, shift=-clip.frame_offset, lowest=1,
+                              frame_start=clip.frame_start)
+    if path.suffix.lower() not in IMAGE_FAMILIES:
+        raise FootageError(f"movie clip {clip.name!r}: {path.name} is not an accepted image type "
+                           f"({_ACCEPTED})")
+    files = _file_sequence(path)
+    first = frame_number(path)
+    shift = 0 if first is None else 1 - first - clip.frame_offset  # a still image: one frame, 1
+    return _sequence_footage(clip.name, path, files, frame_range, shift=shift, lowest=1,
+                             frame_start=clip.frame_start)
+
+
+# ------------------------------------------------------------------------------ names and numbers
+
+def natural_key(name: str) -> list:
+    """Sort key in which digit runs compare as numbers: frame2 sorts before frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in _DIGIT_RUNS.split(name)]
+
+
+def frame_number(path: Path) -> int | None:
+    """The number that ends a file name's stem (shot_0007.png -> 7); None if there is none."""
+    match = _TRAILING_NUMBER.search(path.stem)
+    return int(match.group(1)) if match else None
+
+
+def _listing(names: Iterable[str], most: int = 6) -> str:
+    names = list(names)
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def _folder_sequence(folder: Path) -> dict[int, Path]:
+    """All accepted images directly in `folder` (hidden files skipped), keyed by frame number."""
+    try:
+        files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_FAMILIES
+                 and not p.name.startswith(".") and p.is_file()]
+    except OSError as err:
+        raise FootageError(f"cannot list {folder}: {err}") from None
+    if not files:
+        raise FootageError(f"no images in {folder} (accepted: {_ACCEPTED})")
+    return _numbered(sorted(files, key=lambda p: natural_key(p.name)), folder)
+
+
+def _file_sequence(file: Path) -> dict[int, Path]:
+    """The numbered sequence `file` belongs to: its folder's files with the same name before the
+    number and the same image type. A file without a number is a one-frame sequence, number 1."""
+    if frame_number(file) is None:
+        return {1: file}
+    head, family = _head(file), _family(file)
+    siblings = [p for p in file.parent.iterdir() if p.suffix.lower() in IMAGE_FAMILIES
+                and _family(p) == family and frame_number(p) is not None and _head(p) == head
+                and p.is_file()]
+    return _numbered(sorted(siblings, key=lambda p: natural_key(p.name)), file.parent)
+
+
+def _head(path: Path) -> str:
+    """The file name's stem without its trailing number (shot_0007.png -> 'shot_')."""
+    return _TRAILING_NUMBER.sub("", path.stem)
+
+
+def _family(path: Path) -> str:
+    return IMAGE_FAMILIES[path.suffix.lower()]
+
+
+def _numbered(files: list[Path], folder: Path) -> dict[int, Path]:
+    """{frame number: file}; FootageError for mixed image types, unnumbered or duplicate numbers."""
+    families: dict[str, list[str]] = {}
+    for p in files:
+        families.setdefault(_family(p), []).append(p.name)
+    if len(families) > 1:
+        kinds = "; ".join(f"{kind}: {_listing(names, 3)}" for kind, names in families.items())
+        raise FootageError(f"{folder} mixes image types ({kinds}); keep one type per sequence")
+    unnumbered = [p.name for p in files if frame_number(p) is None]
+    if unnumbered:
+        raise FootageError(f"{folder}: no frame number at the end of the name of "
+                           f"{_listing(unnumbered)}")
+    by_number: dict[int, Path] = {}
+    clashes = []
+    for p in files:
+        n = frame_number(p)
+        if n in by_number:
+            clashes.append(f"{by_number[n].name} and {p.name} (frame {n})")
+        by_number.setdefault(n, p)
+    if clashes:
+        raise FootageError(f"{folder}: two files for one frame number: {_listing(clashes, 4)}")
+    return dict(sorted(by_number.items()))
+
+
+def _select(numbers: Iterable[int], shift: int, frame_range: tuple[int, int] | None,
+            lowest: int | None) -> list[int]:
+    """Source numbers whose yielded number (source + shift) is >= lowest and within frame_range."""
+    low, high = (-np.inf, np.inf) if frame_range is None else frame_range
+    if low > high:
+        raise FootageError(f"frame range {low}-{high} is empty")
+    if lowest is not None:
+        low = max(low, lowest)
+    return [n for n in numbers if low <= n + shift <= high]
+
+
+# ----------------------------------------------------------------------------------------- colour
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """Scene-linear light (Rec.709 primaries) -> sRGB display values, float32.
+
+    The sRGB transfer function (IEC 61966-2-1): 12.92 x up to 0.0031308, 1.055 x^(1/2.4) - 0.055
+    above. No tone mapping: values above 1 stay above 1 (consumers clip); negatives and NaN -> 0."""
+    x = np.maximum(np.nan_to_num(np.asarray(linear, dtype=np.float32), nan=0.0), 0.0)
+    curve = 1.055 * np.power(x, np.float32(1 / 2.4), dtype=np.float32) - 0.055
+    return np.where(x <= 0.0031308, 12.92 * x, curve).astype(np.float32, copy=False)
+
+
+def _show_as_stored(img: bpy.types.Image) -> bool:
+    """Pixels as the file stores them: not linearised, not premultiplied. False if this colour
+    configuration has no 'Non-Color' space (8-bit pixels are unaffected; float ones are linear)."""
+    img.alpha_mode = "CHANNEL_PACKED"
+    try:
+        img.colorspace_settings.name = "Non-Color"
+    except TypeError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------- datablocks
+
+@contextmanager
+def _scratch() -> Iterator[list]:
+    """A list for datablocks created inside; all are removed on exit (end, error, generator
+    close)."""
+    made: list = []
+    try:
+        yield made
+    finally:
+        for block in reversed(made):
+            _remove(block)
+
+
+def _remove(block) -> None:
+    data = bpy.data.textures if isinstance(block, bpy.types.Texture) else bpy.data.images
+    try:
+        data.remove(block)
+    except ReferenceError:  # already gone (e.g. the whole file was reloaded meanwhile)
+        pass
+
+
+def _load(path: Path, made: list) -> bpy.types.Image:
+    """A new image datablock for `path` (never the user's own), registered in `made`."""
+    try:
+        img = bpy.data.images.load(str(path), check_existing=False)
+    except RuntimeError as err:
+        raise FootageError(f"cannot open {path}: {err}") from None
+    made.append(img)
+    img.name = _DATA_NAME
+    return img
+
+
+@contextmanager
+def _bounded_cache(limit_mb: int = MOVIE_CACHE_MB) -> Iterator[None]:
+    """Lower Blender's memory cache limit (decoded movie frames pile up in it) while inside;
+    restore the user's value, and the preferences' unsaved-changes flag, on exit."""
+    prefs = bpy.context.preferences
+    previous, dirty = prefs.system.memory_cache_limit, prefs.is_dirty
+    if previous == 0 or previous > limit_mb:  # 0: no limit
+        prefs.system.memory_cache_limit = limit_mb
+    try:
+        yield
+    finally:
+        prefs.system.memory_cache_limit = previous
+        prefs.is_dirty = dirty
+
+
+def _decoded(img: bpy.types.Image, buffer: np.ndarray | None, what: str,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(H x W x 3 float32 top row first, the flat buffer used); FootageError if Blender could not
+    decode `what`. `buffer` is reused when it has the right length."""
+    width, height = img.size
+    channels = img.channels
+    count = len(img.pixels) if width and height else 0
+    if count == 0 or count != width * height * channels:
+        raise FootageError(f"cannot read {what}: Blender could not decode it (corrupt, truncated "
+                           f"or unsupported)")
+    if buffer is None or buffer.size != count:
+        buffer = np.empty(count, dtype=np.float32)
+    img.pixels.foreach_get(buffer)
+    return from_blender_pixels(buffer, width, height, channels), buffer
+
+
+def _probe(path: Path) -> tuple[tuple[int, int], int]:
+    """((width, height), frame count) of an image or movie file, read through a temporary image."""
+    with _scratch() as made:
+        img = _load(path, made)
+        width, height = img.size
+        if not (width and height):
+            raise FootageError(f"cannot read {path}: Blender could not decode it (corrupt, "
+                               f"truncated or unsupported)")
+        return (width, height), img.frame_duration
+
+
+def _check_size(image: np.ndarray, size: tuple[int, int], what: str, first: str) -> None:
+    """FootageError naming `what` and both sizes unless `image` is `size` (width, height)."""
+    height, width = image.shape[:2]
+    if (width, height) != size:
+        raise FootageError(f"{what} is {width}x{height} but the first frame ({first}) is "
+                           f"{size[0]}x{size[1]}: all frames must have one size")
+
+
+# ---------------------------------------------------------------------------------- image folders
+
+def _sequence_footage(name: str, path: Path, files: dict[int, Path],
+                      frame_range: tuple[int, int] | None, shift: int = 0,
+                      lowest: int | None = None, frame_start: int | None = None) -> Footage:
+    numbers = _select(files, shift, frame_range, lowest)
+    if not numbers:
+        raise FootageError(f"{name}: no frames in frame range {frame_range} (files "
+                           f"{_listing(p.name for p in files.values())})")
+    chosen = [(n, files[n]) for n in numbers]
+    size, _ = _probe(chosen[0][1])
+    return Footage(name, path, "SEQUENCE", [n + shift for n in numbers], size,
+                   lambda: _read_sequence(chosen, shift, size), frame_start)
+
+
+def _read_sequence(files: list[tuple[int, Path]], shift: int,
+                   size: tuple[int, int]) -> Iterator[Frame]:
+    """Frames of image files, through one image datablock whose filepath moves file to file."""
+    exr = files[0][1].suffix.lower() == ".exr"
+    with _scratch() as made:
+        img, buffer, stored = None, None, True
+        for number, path in files:
+            if img is None:
+                img = _load(path, made)
+                stored = exr or _show_as_stored(img)
+            else:
+                img.filepath = str(path)
+            image, buffer = _decoded(img, buffer, str(path))
+            _check_size(image, size, str(path), files[0][1].name)
+            if exr or (not stored and img.is_float):
+                image = linear_to_srgb(image)
+            yield Frame(number + shift, image)
+
+
+# ----------------------------------------------------------------------------------------- movies
+
+def _movie_footage(name: str, path: Path, frame_range: tuple[int, int] | None, shift: int = 0,
+                   lowest: int | None = None, frame_start: int | None = None) -> Footage:
+    size, duration = _probe(path)
+    numbers = _select(range(1, duration + 1), shift, frame_range, lowest)
+    if not numbers:
+        raise FootageError(f"{name}: no frames in frame range {frame_range} (the movie has "
+                           f"{duration} frames)")
+    return Footage(name, path, "MOVIE", [n + shift for n in numbers], size,
+                   lambda: _read_movie(path, numbers, shift, size), frame_start)
+
+
+def _read_movie(path: Path, numbers: list[int], shift: int,
+                size: tuple[int, int]) -> Iterator[Frame]:
+    """Frames `numbers` (1-based) of a movie, through an image texture that selects the frame."""
+    with _bounded_cache(), _scratch() as made:
+        img = _load(path, made)
+        stored = _show_as_stored(img)
+        texture = bpy.data.textures.new(_DATA_NAME, "IMAGE")
+        made.append(texture)
+        texture.image = img
+        if numbers[-1] > img.frame_duration:  # the file changed since it was opened
+            raise FootageError(f"{path} now has {img.frame_duration} frames, not {numbers[-1]}")
+        texture.image_user.frame_duration = img.frame_duration
+        buffer = None
+        for number in numbers:
+            texture.image_user.frame_current = number
+            texture.evaluate((0.0, 0.0, 0.0))
+            what = f"frame {number} of {path}"
+            image, buffer = _decoded(img, buffer, what)
+            _check_size(image, size, what, "frame 1")
+            if not stored and img.is_float:
+                image = linear_to_srgb(image)
+            yield Frame(number + shift, image)
