@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The capture file: everything needed to rebuild a scene without rerunning the network.
+
+Format (docs/capture-format.md): one uncompressed .npz, written atomically, with a format tag and
+version. Arrays load back bit-identical; a truncated or foreign file gets one clear CaptureError.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "face-anything-capture"
+VERSION = 1
+
+
+class CaptureError(Exception):
+    """A capture file that cannot be read (the message names the file and the problem)."""
+
+
+@dataclass
+class Capture:
+    """A tracked face over a shot. Camera space is OpenCV's (x right, y down, z forward), metres;
+    2D positions are footage pixels with pixel centres at integer + 0.5."""
+
+    # the mesh's fixed topology (the template)
+    template_name: str
+    canonical_space: str
+    rest_vertices: np.ndarray  # (V, 3) float32, head-local metres (the neutral template)
+    faces: np.ndarray  # (F, 3) int32
+    uvs: np.ndarray  # (F, 3, 2) float32, per face corner
+    region_names: list[str]
+    vertex_region: np.ndarray  # (V,) int16, index into region_names (-1: none)
+    # per frame (N frames)
+    frame_numbers: np.ndarray  # (N,) int64, the footage's own numbers
+    positions: np.ndarray  # (N, V, 3) float32, camera space
+    visibility: np.ndarray  # (N, V) bool: observed this frame (False: filled by the solve)
+    head_pose: np.ndarray  # (N, 4, 4) float32: camera-from-head similarity (scale in rotation)
+    intrinsics: np.ndarray  # (N, 3, 3) float64, footage pixels, as predicted per frame
+    camera: np.ndarray  # (3, 3) float64, the shot camera (footage pixels)
+    # markers (M)
+    marker_names: list[str]
+    marker_xy: np.ndarray  # (N, M, 2) float32, footage pixels
+    marker_xyz: np.ndarray  # (N, M, 3) float32, camera space
+    marker_visible: np.ndarray  # (N, M) bool
+    marker_residual: np.ndarray  # (N, M) float32, canonical-space residual of the match
+    # footage and provenance
+    footage_name: str
+    footage_size: tuple[int, int]  # (width, height)
+    fps: float
+    model_name: str
+    contract_version: str
+    depth_units: str
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frame_numbers)
+
+    def validate(self) -> None:
+        """Raises CaptureError when shapes disagree."""
+        n, v, m = len(self.frame_numbers), len(self.rest_vertices), len(self.marker_names)
+        expect = {
+            "rest_vertices": (v, 3), "faces": (len(self.faces), 3), "uvs": (len(self.faces), 3, 2),
+            "vertex_region": (v,), "positions": (n, v, 3), "visibility": (n, v),
+            "head_pose": (n, 4, 4), "intrinsics": (n, 3, 3), "camera": (3, 3),
+            "marker_xy": (n, m, 2), "marker_xyz": (n, m, 3), "marker_visible": (n, m),
+            "marker_residual": (n, m),
+        }
+        for name, shape in expect.items():
+            got = np.shape(getattr(self, name))
+            if got != shape:
+                raise CaptureError(f"capture field {name} has shape {got}, expected {shape}")
+        if len(self.faces) and (self.faces.min() < 0 or self.faces.max() >= v):
+            raise CaptureError("capture faces index vertices that do not exist")
+
+    # ------------------------------------------------------------------ file
+
+    def save(self, path) -> Path:
+        """Write atomically: a temporary file in the same folder, then renamed over `path`."""
+        self.validate()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta, arrays = {"format": FORMAT, "version": VERSION}, {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                arrays[f.name] = value
+            else:
+                meta[f.name] = list(value) if isinstance(value, tuple) else value
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Capture":
+        path = Path(path)
+        if not path.is_file():
+            raise CaptureError(f"capture file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise CaptureError(f"{path.name} is not a readable capture file (truncated or "
+                               f"another kind of file): {exc}") from None
+        try:
+            meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+        except (KeyError, ValueError):
+            raise CaptureError(f"{path.name} is not a Face Anything capture file") from None
+        if meta.pop("format", None) != FORMAT:
+            raise CaptureError(f"{path.name} is not a Face Anything capture file")
+        version = meta.pop("version", None)
+        if version != VERSION:
+            raise CaptureError(f"{path.name} is capture format version {version}; this add-on "
+                               f"reads version {VERSION}")
+        names = {f.name for f in fields(cls)}
+        missing = sorted(names - set(meta) - set(arrays))
+        if missing:
+            raise CaptureError(f"{path.name} lacks {', '.join(missing)}")
+        meta["footage_size"] = tuple(meta["footage_size"])
+        capture = cls(**{k: v for k, v in {**meta, **arrays}.items() if k in names})
+        capture.validate()
+        return capture
