@@ -8,6 +8,7 @@ Standard library only; runs on any Python >= 3.10.
     python3 build.py test        set up if needed, then run the whole pytest suite in both
     python3 build.py wheels      download the manifest's wheels into wheels/ and verify their sha256
     python3 build.py extension   build dist/face_anything-<version>-<platform>-<blender range>.zip
+    python3 build.py bench       run the benchmarks, record bench/results.json and bench/RESULTS.md
 
 Every subcommand is idempotent. `python3 build.py <command> --help` lists its options.
 """
@@ -348,6 +349,11 @@ def build_generation(py: Path, tool: Path, generation: PythonGeneration,
     return built
 
 
+def cmd_bench(args) -> int:
+    py = setup_env(ENVIRONMENTS[0])
+    return run([py, "-m", "bench.run", *(["--quick"] if args.quick else [])], cwd=ROOT).returncode
+
+
 def cmd_wheels(args) -> None:
     fetch_wheels(args.platform, args.python)
 
@@ -372,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="create the development environments")
     sub.add_parser("test", help="set up if needed, run the whole test suite; "
                                 "further arguments go to pytest")
+    p = sub.add_parser("bench", help="run the benchmarks, record bench/results.json + RESULTS.md")
+    p.add_argument("--quick", action="store_true", help="a short smoke run (separate files)")
     for name, help_ in (("wheels", "download and verify the manifest's wheels"),
                         ("extension", "build the extension zips into dist/")):
         p = sub.add_parser(name, help=help_)
@@ -387,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         args.platform = args.platform or list(PLATFORMS)
         args.python = args.python or [g.python for g in GENERATIONS]
     handler = {"setup": cmd_setup, "test": cmd_test, "wheels": cmd_wheels,
-               "extension": cmd_extension}[args.command]
+               "extension": cmd_extension, "bench": cmd_bench}[args.command]
     try:
         return handler(args) or 0
     except BuildError as e:

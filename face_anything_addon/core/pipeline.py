@@ -122,6 +122,16 @@ def grow_box(box, margin: float) -> np.ndarray:
     return np.array([x0 - dx, y0 - dy, x1 + dx, y1 + dy])
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A frame as the model takes it: 3 x H x W normalised, with where it came from."""
+
+    number: int
+    size: tuple[int, int]
+    crop: Crop
+    tensor: np.ndarray
+
+
 @dataclass
 class _Clock:
     phase: str
@@ -179,10 +189,13 @@ class Pipeline:
 
     # ---------------------------------------------------------------- running the model
 
-    def _predict(self, frames: list[Frame], crops: list[Crop]) -> dict[str, np.ndarray]:
-        batch = np.stack([normalise(resample(f.image, c), self.model.mean, self.model.std)
-                          for f, c in zip(frames, crops)])[None]
-        out = self.session.run(batch)
+    def _prepare(self, frame: Frame, crop: Crop) -> _Prepared:
+        """Crop, resize and normalise a frame at once, so no full-resolution frame is held."""
+        tensor = normalise(resample(frame.image, crop), self.model.mean, self.model.std)
+        return _Prepared(frame.number, frame.size, crop, tensor)
+
+    def _predict(self, prepared: list[_Prepared]) -> dict[str, np.ndarray]:
+        out = self.session.run(np.stack([p.tensor for p in prepared])[None])
         return {k: v[0] for k, v in out.items()}
 
     def detect_boxes(self, frames: Iterable[Frame], total: int = 0) -> dict[int, np.ndarray]:
@@ -194,10 +207,10 @@ class Pipeline:
         found = []  # per frame: box, or nan (not looked at, or no face)
 
         def flush():
-            out = self._predict([f for _, f, _ in batch], [c for _, _, c in batch])
+            out = self._predict([p for _, p in batch])
             weights = face_weight(out.get("mask"), out["canonical_conf"])
-            for i, (pos, _, crop) in enumerate(batch):
-                box = box_from_weight(weights[i], crop, s.face_threshold)
+            for i, (pos, prepared) in enumerate(batch):
+                box = box_from_weight(weights[i], prepared.crop, s.face_threshold)
                 if box is not None:
                     found[pos] = box
             batch.clear()
@@ -209,7 +222,7 @@ class Pipeline:
             numbers.append(frame.number)
             found.append(np.full(4, np.nan))
             if i % max(s.detect_every, 1) == 0:
-                batch.append((i, frame, self._whole_frame(frame.size, longest)))
+                batch.append((i, self._prepare(frame, self._whole_frame(frame.size, longest))))
                 if len(batch) == self.model.max_window:
                     flush()
             clock.report(i + 1)
@@ -252,7 +265,7 @@ class Pipeline:
 
         step = s.window - (s.overlap if s.window > 1 else 0)
         clock = _Clock("predict", total, self.progress)
-        window: deque[tuple[Frame, Crop]] = deque()
+        window: deque[_Prepared] = deque()
         previous: dict[int, np.ndarray] = {}  # overlap frame number -> aligned depth, face weight
         scale, done, first_size = 1.0, 0, None
         pending = iter(frames)
@@ -269,38 +282,37 @@ class Pipeline:
                     raise PipelineError(f"frame {frame.number} is {frame.size[0]} x "
                                         f"{frame.size[1]}, the footage started at {first_size[0]}"
                                         f" x {first_size[1]}: all frames must share one size")
-                window.append((frame, crop_of(frame)))
+                window.append(self._prepare(frame, crop_of(frame)))
             if len(window) == len(previous):  # nothing new after the overlap
                 break
             if self.cancel.is_set():
                 self.cancelled = True
                 return
-            frames_w = [f for f, _ in window]
-            out = self._predict(frames_w, [c for _, c in window])
+            out = self._predict(list(window))
             weights = face_weight(out.get("mask"), out["canonical_conf"])
-            scale = self._align(scale, previous, frames_w, out["depth"], weights)
-            for i, (frame, crop) in enumerate(window):
-                if frame.number in previous:
+            scale = self._align(scale, previous, [p.number for p in window], out["depth"], weights)
+            for i, prepared in enumerate(window):
+                if prepared.number in previous:
                     continue  # already yielded by the previous window
-                yield self._frame_prediction(frame, crop, out, i, scale)
+                yield self._frame_prediction(prepared, out, i, scale)
                 done += 1
             clock.report(done)
             keep = list(window)[step:] if s.window > 1 else []
-            previous = {f.number: (out["depth"][i + step] * scale, weights[i + step])
-                        for i, (f, _) in enumerate(keep)}
+            previous = {p.number: (out["depth"][i + step] * scale, weights[i + step])
+                        for i, p in enumerate(keep)}
             window = deque(keep)
         if done == 0:
             raise PipelineError("the footage has no frames")
 
-    def _align(self, scale, previous, frames, depth, weights) -> float:
+    def _align(self, scale, previous, numbers, depth, weights) -> float:
         """The factor for this window's depth: relative-depth models chain it through the frames
         two windows share (median ratio over pixels that are face in both predictions)."""
         if self.model.metric or not self.settings.align_depth_scale:
             return 1.0
         ratios = []
-        for i, f in enumerate(frames):
-            if f.number in previous:
-                old_depth, old_weight = previous[f.number]
+        for i, number in enumerate(numbers):
+            if number in previous:
+                old_depth, old_weight = previous[number]
                 sel = (old_weight > self.settings.face_threshold) & \
                       (weights[i] > self.settings.face_threshold)
                 if sel.sum() < 16:  # too little face in common: use the whole frame
@@ -308,11 +320,11 @@ class Pipeline:
                 ratios.append(old_depth[sel] / depth[i][sel])
         return float(np.median(np.concatenate(ratios))) if ratios else scale
 
-    def _frame_prediction(self, frame, crop, out, i, scale) -> FramePrediction:
-        k = crop.to_footage_intrinsics(out["intrinsics"][i])
+    def _frame_prediction(self, prepared: _Prepared, out, i, scale) -> FramePrediction:
+        k = prepared.crop.to_footage_intrinsics(out["intrinsics"][i])
         self._focals.append(np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]]))
         return FramePrediction(
-            number=frame.number, footage_size=frame.size, crop=crop,
+            number=prepared.number, footage_size=prepared.size, crop=prepared.crop,
             depth=out["depth"][i] * scale, depth_conf=out["depth_conf"][i],
             canonical=out["canonical"][i], canonical_conf=out["canonical_conf"][i],
             intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale)

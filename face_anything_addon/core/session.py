@@ -154,6 +154,9 @@ def open_session(description: ModelDescription, preference: str = "AUTO", cpu_th
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = int(cpu_threads)
+    # Idle worker threads must not spin: they would steal the CPU from preprocessing between
+    # runs (measured: resize 48 -> 27 ms per 1080p frame) and from Blender's interface.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with quiet_console() as session_log:
         try:
             session = ort.InferenceSession(str(description.path), sess_options=options,

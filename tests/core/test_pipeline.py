@@ -185,3 +185,30 @@ def test_smooth_boxes_fills_gaps_without_lag():
     boxes[5:8] = np.nan
     out = smooth_boxes(boxes, 2.0)
     np.testing.assert_allclose(out[3:17, 0], np.arange(3, 17), atol=1e-9)  # a ramp stays put
+
+
+def test_no_full_resolution_frame_outlives_its_window(tmp_path):
+    """Footage streams: at most one window of frames (here S = 3) plus the one being read are
+    alive at any time, however long the sequence."""
+    import gc
+    import weakref
+
+    alive, most = [0], [0]
+
+    def freed():
+        alive[0] -= 1
+
+    def frames():
+        for n in range(40):
+            (f,) = disc_footage([n])  # made on demand, like a reader's
+            weakref.finalize(f.image, freed)
+            alive[0] += 1
+            most[0] = max(most[0], alive[0])
+            yield f
+            del f  # the generator itself keeps nothing
+            gc.collect()
+
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(face_region="full", resolution=28,
+                                                            window=3, overlap=1))
+    assert sum(1 for _ in pipe.run(frames())) == 40
+    assert most[0] <= 2, most

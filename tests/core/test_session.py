@@ -24,7 +24,9 @@ def images(n=1, s=2, h=28, w=42, seed=0):
 def test_cpu_session_runs_and_reports_cpu(model):
     ms = fs.open_session(model, "CPU", cpu_threads=1)
     assert ms.providers == [fs.CPU] and ms.note == ""
-    assert ms.session.get_session_options().intra_op_num_threads == 1
+    options = ms.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     x = images()
     out = ms.run(x)
     assert set(out) == {"depth", "depth_conf", "canonical", "canonical_conf", "intrinsics", "mask"}
