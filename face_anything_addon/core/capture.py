@@ -32,6 +32,7 @@ class Capture:
     template_name: str
     canonical_space: str
     rest_vertices: np.ndarray  # (V, 3) float32, head-local metres (the neutral template)
+    template_canonical: np.ndarray  # (V, 3) float32, each vertex's canonical coordinate
     faces: np.ndarray  # (F, 3) int32
     uvs: np.ndarray  # (F, 3, 2) float32, per face corner
     region_names: list[str]
@@ -66,7 +67,7 @@ class Capture:
         """Raises CaptureError when shapes disagree."""
         n, v, m = len(self.frame_numbers), len(self.rest_vertices), len(self.marker_names)
         expect = {
-            "rest_vertices": (v, 3), "faces": (len(self.faces), 3), "uvs": (len(self.faces), 3, 2),
+            "rest_vertices": (v, 3), "template_canonical": (v, 3), "faces": (len(self.faces), 3), "uvs": (len(self.faces), 3, 2),
             "vertex_region": (v,), "positions": (n, v, 3), "visibility": (n, v),
             "head_pose": (n, 4, 4), "intrinsics": (n, 3, 3), "camera": (3, 3),
             "marker_xy": (n, m, 2), "marker_xyz": (n, m, 3), "marker_visible": (n, m),

@@ -226,7 +226,8 @@ class CaptureSolver:
         t = self.template
         return Capture(
             template_name=t.name, canonical_space=t.canonical_space,
-            rest_vertices=t.metric, faces=t.faces.astype(np.int32),
+            rest_vertices=t.metric, template_canonical=t.canonical.astype(np.float32),
+            faces=t.faces.astype(np.int32),
             uvs=t.uvs.astype(np.float32), region_names=list(t.region_names),
             vertex_region=t.vertex_region.astype(np.int16),
             frame_numbers=np.array(self.frames, np.int64),

@@ -12,6 +12,7 @@ def make_capture(n=4, v=5, m=2, seed=0) -> Capture:
     return Capture(
         template_name="t", canonical_space="test-space",
         rest_vertices=rng.normal(size=(v, 3)).astype(np.float32),
+        template_canonical=rng.normal(size=(v, 3)).astype(np.float32),
         faces=np.array([[0, 1, 2], [2, 3, 4]], np.int32),
         uvs=rng.random((2, 3, 2)).astype(np.float32), region_names=["skin", "lips"],
         vertex_region=np.array([0, 0, 1, 1, -1], np.int16)[:v],

@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One call from footage to a Capture: check the model, open the session, stream the pipeline,
+solve every frame. Used by the Blender operator (in a worker thread), the command line and the demo.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .capture import Capture
+from .contract import ModelDescription, describe_model
+from .frames import Frame
+from .pipeline import Pipeline, PipelineSettings, Progress
+from .session import open_session
+from .solve import CaptureSolver, Markers, SolveSettings
+from .template import Template
+from .template_grid import grid_template
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "face_anything_default.onnx"
+
+
+@dataclass
+class CaptureSettings:
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    solve: SolveSettings = field(default_factory=SolveSettings)
+    provider: str = "AUTO"  # AUTO | CUDA | CPU
+    cpu_threads: int = 0
+    mesh: str = "AUTO"  # AUTO: the bundled template when the model's space has one, else REFERENCE
+    reference_frame: int | None = None  # footage frame number for a REFERENCE mesh; None: first
+    grid_vertices: int = 5000
+    marker_picks: dict = field(default_factory=dict)  # name -> canonical xyz
+
+
+def bundled_templates(folder: Path = ASSETS) -> dict[str, Path]:
+    """canonical space id -> template file, for the templates shipped with the add-on."""
+    found = {}
+    for path in sorted(folder.glob("template_*.npz")):
+        try:
+            found[Template.load(path).canonical_space] = path
+        except Exception:  # noqa: BLE001 - a broken asset must not hide the others
+            continue
+    return found
+
+
+def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tuple[int, int],
+                fps: float, frame_count: int = 0, model_path=None,
+                settings: CaptureSettings | None = None,
+                progress: Callable[[Progress], None] | None = None,
+                cancel: threading.Event | None = None,
+                on_session: Callable[[object], None] | None = None) -> Capture | None:
+    """Footage -> Capture, or None when cancelled. `frames` must be re-iterable when the face
+    region is automatic or the mesh comes from a reference frame.
+
+    Raises ContractError (bad model file), RuntimeUnavailable (provider), PipelineError,
+    SolveError, TemplateGridError, each with a message for the user."""
+    settings = settings or CaptureSettings()
+    cancel = cancel or threading.Event()
+    model = describe_model(model_path or DEFAULT_MODEL)
+    session = open_session(model, settings.provider, settings.cpu_threads)
+    if on_session:
+        on_session(session)
+    template = _template(model, settings, frames, session)
+    if template is None or cancel.is_set():
+        return None
+    markers = Markers.from_template(template, settings.solve.marker_count, settings.marker_picks)
+    solver = CaptureSolver(template, settings.solve, markers)
+    pipeline = Pipeline(session, settings.pipeline, progress, cancel)
+    for prediction in pipeline.run(frames, frame_count):
+        solver.add(prediction)
+    if pipeline.cancelled:
+        return None
+    camera = pipeline.shot_intrinsics() if settings.pipeline.shot_focal else None
+    record = {"pipeline": asdict(settings.pipeline), "provider": session.providers[0],
+              "mesh": settings.mesh, "model_path": str(model.path)}
+    return solver.finish(camera=camera, footage_name=footage_name, footage_size=footage_size,
+                         fps=fps, model=model, settings=record)
+
+
+def _template(model: ModelDescription, settings: CaptureSettings, frames, session):
+    if settings.mesh in ("AUTO", "TEMPLATE"):
+        path = bundled_templates().get(model.canonical_space)
+        if path is not None:
+            return Template.load(path)
+        if settings.mesh == "TEMPLATE":
+            from .template import TemplateError
+
+            raise TemplateError(f"no bundled template for the model's canonical space "
+                                f"'{model.canonical_space}': choose a reference-frame mesh")
+    wanted = settings.reference_frame
+    chosen = None
+    for frame in frames:
+        if wanted is None or frame.number == wanted:
+            chosen = frame
+            break
+    if chosen is None:
+        from .pipeline import PipelineError
+
+        raise PipelineError(f"reference frame {wanted} is not in the footage")
+    reference = PipelineSettings(**{**asdict(settings.pipeline), "window": 1, "overlap": 0})
+    pipe = Pipeline(session, reference)
+    (prediction,) = list(pipe.run([chosen], 1))
+    return grid_template(prediction, model.canonical_space, settings.grid_vertices,
+                         metric_depth=model.metric, landmarks=model.landmarks)
