@@ -35,7 +35,7 @@ class MeshFiller:
         return self.degree[:, None] * x - self.neighbour_sum(x)
 
     def fill(self, known: np.ndarray, values: np.ndarray, guess: np.ndarray | None = None,
-             tolerance: float = 1e-5, max_iterations: int = 300) -> np.ndarray:
+             tolerance: float = 1e-3, max_iterations: int = 150) -> np.ndarray:
         """A (V, C) field equal to `values` where `known`, harmonic elsewhere.
 
         guess: a warm start for the unknown entries (e.g. last frame's field). Vertices with no
