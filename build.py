@@ -4,6 +4,7 @@
 
 Standard library only; runs on any Python >= 3.10.
 
+    python3 build.py demo        track the bundled demo clip with the bundled model into out/
     python3 build.py setup       create .venv (Blender 5.0 bpy) and .venv-blender42 (Blender 4.2 LTS bpy)
     python3 build.py test        set up if needed, then run the whole pytest suite in both
     python3 build.py wheels      download the manifest's wheels into wheels/ and verify their sha256
@@ -349,6 +350,26 @@ def build_generation(py: Path, tool: Path, generation: PythonGeneration,
     return built
 
 
+DEMO_FOOTAGE = ROOT / "demo" / "footage"
+DEFAULT_MODEL = ADDON_DIR / "assets" / "face_anything_default.onnx"
+
+
+def cmd_demo(args) -> int:
+    """The main job on the bundled demo clip with the bundled model, headless, into out/."""
+    py = setup_env(ENVIRONMENTS[0])
+    for needed, what in ((DEMO_FOOTAGE, "the demo clip"), (DEFAULT_MODEL, "the default model")):
+        if not needed.exists():
+            raise BuildError(f"{what} is missing ({needed.relative_to(ROOT)}): use a full checkout")
+    out = ROOT / "out"
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(BUILD_DIR / "blender-user"))
+    proc = run([py, "-m", "face_anything_addon", DEMO_FOOTAGE, "-o", out, "--name", "demo",
+                "--markers", "24", *args.cli], cwd=ROOT, env=env)
+    if proc.returncode == 0:
+        say(f"demo done: open {(out / 'demo.blend').relative_to(ROOT)} in Blender 4.2+, "
+            f"or look at out/demo_preview.png")
+    return proc.returncode
+
+
 def cmd_bench(args) -> int:
     py = setup_env(ENVIRONMENTS[0])
     return run([py, "-m", "bench.run", *(["--quick"] if args.quick else [])], cwd=ROOT).returncode
@@ -378,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="create the development environments")
     sub.add_parser("test", help="set up if needed, run the whole test suite; "
                                 "further arguments go to pytest")
+    sub.add_parser("demo", help="track the bundled demo clip with the bundled model into out/; "
+                                "further arguments go to the command line (see README)")
     p = sub.add_parser("bench", help="run the benchmarks, record bench/results.json + RESULTS.md")
     p.add_argument("--quick", action="store_true", help="a short smoke run (separate files)")
     for name, help_ in (("wheels", "download and verify the manifest's wheels"),
@@ -388,13 +411,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--python", action="append", choices=[g.python for g in GENERATIONS],
                        help="only this Blender Python generation (repeatable; default: all)")
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "test":
+    if extra and args.command not in ("test", "demo"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.pytest = [a for a in extra if a != "--"]
+    args.pytest = args.cli = [a for a in extra if a != "--"]
     if args.command in ("wheels", "extension"):
         args.platform = args.platform or list(PLATFORMS)
         args.python = args.python or [g.python for g in GENERATIONS]
-    handler = {"setup": cmd_setup, "test": cmd_test, "wheels": cmd_wheels,
+    handler = {"setup": cmd_setup, "test": cmd_test, "demo": cmd_demo, "wheels": cmd_wheels,
                "extension": cmd_extension, "bench": cmd_bench}[args.command]
     try:
         return handler(args) or 0

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "Face Anything" sidebar tab in the Movie Clip Editor and the 3D Viewport."""
+"""The "Face Anything" sidebar tab in the Movie Clip Editor (footage: the open clip) and the 3D
+Viewport (footage: a path), with the settings, the Reconstruct button, progress and results."""
 from __future__ import annotations
 
 import bpy
 
 from ..core.runtime_info import runtime_info
+from .reconstruct import CURRENT
 
 
 class _FaceAnythingPanel:
@@ -14,15 +16,71 @@ class _FaceAnythingPanel:
 
     def draw(self, context):
         layout = self.layout
+        settings = context.scene.face_anything
         clip = getattr(context.space_data, "clip", None)
+        job = CURRENT["job"]
+
+        col = layout.column()
         if clip is not None:
-            layout.label(text=f"Footage: {clip.name}", icon="SEQUENCE")
+            col.label(text=f"Footage: {clip.name}", icon="SEQUENCE")
+        elif self.bl_space_type == "CLIP_EDITOR":
+            col.label(text="Open a clip, or use the 3D Viewport tab", icon="INFO")
+        else:
+            col.prop(settings, "footage_path")
+        row = col.row(align=True)
+        row.prop(settings, "use_frame_range")
+        sub = row.row(align=True)
+        sub.active = settings.use_frame_range
+        sub.prop(settings, "frame_start")
+        sub.prop(settings, "frame_end")
+
+        if job is None:
+            layout.operator("faceanything.reconstruct", icon="PLAY")
+        else:
+            _progress(layout, job.status)
+            layout.operator("faceanything.cancel", icon="CANCEL")
+        last = CURRENT["last"]
+        if job is None and last.phase in ("done", "failed", "cancelled"):
+            icon = {"done": "CHECKMARK", "failed": "ERROR", "cancelled": "INFO"}[last.phase]
+            layout.label(text=last.message, icon=icon)
+
+        box = layout.box()
+        box.label(text="Settings")
+        col = box.column()
+        col.prop(settings, "resolution")
+        col.prop(settings, "window")
+        col.prop(settings, "face_region")
+        if settings.face_region == "BOX":
+            col.prop(settings, "face_box")
+        col.prop(settings, "mesh")
+        if settings.mesh == "REFERENCE":
+            col.prop(settings, "reference_frame")
+            col.prop(settings, "grid_vertices")
+        col.prop(settings, "marker_count")
+        col.prop(settings, "smoothing")
+        col.prop(settings, "storage")
+
+        box = layout.box()
+        box.label(text="Result")
+        col = box.column(align=True)
+        col.operator("faceanything.rebuild_scene", icon="FILE_REFRESH")
+        col.operator("faceanything.export_alembic", icon="EXPORT")
+        col.operator("faceanything.export_markers", icon="EXPORT")
+
         info = runtime_info()
-        col = layout.column(align=True)
-        col.label(text=f"ONNX Runtime {info.version}" if info.ok else "ONNX Runtime missing",
-                  icon="CHECKMARK" if info.ok else "ERROR")
-        if not info.ok:
-            col.label(text=info.error)
+        layout.label(text=f"ONNX Runtime {info.version}" if info.ok else info.error,
+                     icon="CHECKMARK" if info.ok else "ERROR")
+
+
+def _progress(layout, status) -> None:
+    if hasattr(layout, "progress"):  # Blender 4.0+
+        layout.progress(factor=status.factor, type="BAR", text=status.text())
+    else:
+        layout.label(text=status.text())
+    if status.providers:
+        layout.label(text=f"Running on {status.providers[0].replace('ExecutionProvider', '')}")
+    if status.note:
+        layout.label(text=status.note, icon="INFO")
 
 
 class FACEANYTHING_PT_clip(_FaceAnythingPanel, bpy.types.Panel):

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import bpy
 
-from . import panels, preferences
+from . import panels, preferences, properties, reconstruct, scene_operators
 
-CLASSES = preferences.CLASSES + panels.CLASSES
+CLASSES = (preferences.CLASSES + properties.CLASSES + reconstruct.CLASSES
+           + scene_operators.CLASSES + panels.CLASSES)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    properties.register_properties()
 
 
 def unregister():
+    job = reconstruct.CURRENT["job"]
+    if job is not None:  # disabled mid-run: stop the worker, build nothing
+        job.cancel()
+        reconstruct.CURRENT["job"] = None
+    properties.unregister_properties()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

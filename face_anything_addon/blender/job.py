@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A reconstruction in progress: footage decoded on the main thread, the network and the solve in a
+worker thread, the scene built on the main thread at the end.
+
+`ReconstructJob` has no event handling of its own: the modal operator calls `tick()` from its
+timer, the command line calls `run()`; tests drive `tick()` directly. The worker never touches
+bpy: it reads frames from a `FrameFeed` and reports through thread-safe queues.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.capture import Capture
+from ..core.capture_run import CaptureSettings, run_capture
+from ..core.frame_feed import FeedClosed, FrameFeed
+from ..core.pipeline import Progress
+from .footage import Footage
+
+
+@dataclass
+class JobStatus:
+    phase: str = "starting"  # starting | detect | predict | solving | done | failed | cancelled
+    done: int = 0
+    total: int = 0
+    fps: float = 0.0
+    eta_s: float = float("nan")
+    message: str = ""
+    providers: list[str] = field(default_factory=list)
+    note: str = ""  # e.g. why CUDA is not used
+
+    @property
+    def factor(self) -> float:
+        if self.phase == "done":
+            return 1.0
+        if not self.total or self.phase not in ("detect", "predict"):
+            return 0.0
+        # the detection pass is quick: give it the first tenth of the bar
+        part = self.done / self.total
+        return 0.1 * part if self.phase == "detect" else 0.1 + 0.9 * part
+
+    def text(self) -> str:
+        if self.phase in ("detect", "predict"):
+            eta = f", {self.eta_s:.0f} s left" if self.eta_s == self.eta_s else ""
+            label = "Finding the face" if self.phase == "detect" else "Frame"
+            return f"{label} {self.done} / {self.total}, {self.fps:.1f} fps{eta}"
+        return self.message or self.phase.capitalize()
+
+
+class ReconstructJob:
+    """footage (main thread) -> worker: run_capture -> Capture (main thread)."""
+
+    TICK_BUDGET_S = 0.025  # decoding time per tick on the main thread
+
+    def __init__(self, footage: Footage, settings: CaptureSettings, model_path=None,
+                 fps: float = 24.0, background=None):
+        self.footage = footage
+        self.background = background  # what the scene shows behind the camera (path or clip)
+        self.settings = settings
+        self.model_path = model_path
+        self.fps = fps
+        self.status = JobStatus(total=len(footage))
+        self.cancel_event = threading.Event()
+        self.feed = FrameFeed(len(footage))
+        self._progress: queue.Queue = queue.Queue()
+        self._result: queue.Queue = queue.Queue(1)
+        self._source = None
+        self._pending = None
+        self._thread: threading.Thread | None = None
+        self.capture: Capture | None = None
+        self.error: BaseException | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="face-anything", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        self.status.message = "Cancelling..."
+
+    @property
+    def finished(self) -> bool:
+        return self.status.phase in ("done", "failed", "cancelled")
+
+    def tick(self) -> bool:
+        """Main thread: decode a few frames, take in progress and results. True when finished."""
+        if self.finished:
+            return True
+        try:
+            self._produce()
+        except Exception as exc:  # noqa: BLE001 - a reader error ends the job with its message
+            self._source = None  # produce nothing more: the worker sees the feed closed
+            self.feed.close(exc)
+            self.error = exc
+        while not self._progress.empty():
+            p: Progress = self._progress.get_nowait()
+            self.status.phase, self.status.done, self.status.total = p.phase, p.done, p.total
+            self.status.fps, self.status.eta_s = p.fps, p.eta_s
+        try:
+            outcome = self._result.get_nowait()
+        except queue.Empty:
+            return False
+        self._thread.join()
+        if isinstance(outcome, BaseException):
+            error = self.error if isinstance(outcome, FeedClosed) and self.error else outcome
+            self.error = error
+            self.status.phase, self.status.message = "failed", str(error)
+        elif outcome is None:
+            self.status.phase, self.status.message = "cancelled", "Cancelled: nothing was changed"
+        else:
+            self.capture = outcome
+            self.status.phase, self.status.message = "done", f"{outcome.frame_count} frames solved"
+        return True
+
+    def run(self, poll_s: float = 0.001) -> Capture | None:
+        """Run to the end on this thread (command line, tests). Raises the job's error."""
+        self.start()
+        while not self.tick():
+            time.sleep(poll_s)
+        if self.error is not None:
+            raise self.error
+        return self.capture
+
+    # ---------------------------------------------------------------- the two sides
+
+    def _produce(self) -> None:
+        if self.feed.pending_pass():
+            self._source, self._pending = iter(self.footage), None
+        deadline = time.perf_counter() + self.TICK_BUDGET_S
+        while self._source is not None and time.perf_counter() < deadline:
+            if self.cancel_event.is_set():
+                self.feed.close(FeedClosed("cancelled"))
+                self._source = None
+                return
+            if self._pending is None:
+                self._pending = next(self._source, _END)
+            frame = None if self._pending is _END else self._pending
+            if not self.feed.offer(frame):
+                return  # the worker is busy: try again next tick
+            if frame is None:
+                self._source = None
+            self._pending = None
+
+    def _work(self) -> None:
+        try:
+            capture = run_capture(
+                self.feed, footage_name=self.footage.name, footage_size=self.footage.size,
+                fps=self.fps, frame_count=len(self.footage), model_path=self.model_path,
+                settings=self.settings, progress=self._progress.put, cancel=self.cancel_event,
+                on_session=self._session_opened)
+            self._result.put(None if self.cancel_event.is_set() else capture)
+        except FeedClosed as exc:
+            self._result.put(None if self.cancel_event.is_set() else exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread to report
+            self._result.put(exc)
+
+    def _session_opened(self, session) -> None:
+        self.status.providers = list(session.providers)
+        self.status.note = session.note
+
+
+_END = object()
+
+
+def capture_path(blend_path: str, cache_dir: str, footage_name: str) -> Path:
+    """Next to the .blend when it is saved, else in the cache folder."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in footage_name) or "footage"
+    if blend_path:
+        blend = Path(blend_path)
+        return blend.parent / f"{blend.stem}_face_anything" / f"{safe}.capture.npz"
+    return Path(cache_dir) / f"{safe}.capture.npz"

@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Per-scene settings of a reconstruction (saved with the .blend), and their translation into the
+core's CaptureSettings."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty,
+                       IntProperty, StringProperty)
+
+from ..core.capture_run import CaptureSettings
+from ..core.pipeline import PipelineSettings
+from ..core.solve import SolveSettings
+
+
+class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
+    footage_path: StringProperty(
+        name="Footage", subtype="FILE_PATH",
+        description="An image sequence (a folder, or one of its numbered images) or a movie file")
+    use_frame_range: BoolProperty(name="Limit Frames", default=False,
+                                  description="Process only the frames from Start to End")
+    frame_start: IntProperty(name="Start", default=1)
+    frame_end: IntProperty(name="End", default=250)
+    resolution: IntProperty(
+        name="Resolution", default=0, min=0, max=2016, step=14,
+        description="Longest side of the network's input in pixels (a multiple of 14); 0 uses "
+                    "the model's preferred size. Higher is sharper and slower")
+    window: IntProperty(name="Frames per Window", default=1, min=1, max=64,
+                        description="Frames the network sees together (up to the model's "
+                                    "maximum): more is more consistent, less detailed")
+    face_region: EnumProperty(
+        name="Face Region", default="AUTO",
+        items=(("AUTO", "Automatic", "Find the face in every frame"),
+               ("FULL", "Whole Frame", "Use the whole frame (a face filling the frame)"),
+               ("BOX", "Box", "A fixed box in footage pixels")))
+    face_box: FloatVectorProperty(name="Box", size=4, default=(0, 0, 512, 512),
+                                  description="x0, y0, x1, y1 in footage pixels (top left 0, 0)")
+    mesh: EnumProperty(
+        name="Mesh", default="AUTO",
+        items=(("AUTO", "Automatic", "The model's bundled template when it has one, else a "
+                                     "grid from a reference frame"),
+               ("TEMPLATE", "Template", "The bundled template topology"),
+               ("REFERENCE", "Reference Frame", "A grid over the face in one frame")))
+    reference_frame: IntProperty(name="Reference Frame", default=0, min=0,
+                                 description="Footage frame for a reference-frame mesh; "
+                                             "0 uses the first frame")
+    grid_vertices: IntProperty(name="Density", default=5000, min=200, max=50000,
+                               description="Vertices of a reference-frame mesh")
+    marker_count: IntProperty(name="Extra Markers", default=0, min=0, max=500,
+                              description="Markers spread evenly over the face, besides the "
+                                          "template's named landmarks")
+    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=10.0,
+                             description="Temporal filtering in frames (zero-lag, never across "
+                                         "a gap in the footage); 0 is off")
+    storage: EnumProperty(
+        name="Animation", default="SHAPE_KEYS",
+        items=(("SHAPE_KEYS", "Shape Keys", "One shape key per frame, saved in the .blend"),
+               ("POINT_CACHE", "Point Cache", "A .pc2 file read by a Mesh Cache modifier: "
+                                              "lighter .blend files for long shots")))
+
+
+def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
+    region = {"AUTO": "auto", "FULL": "full"}.get(s.face_region, tuple(s.face_box))
+    return CaptureSettings(
+        pipeline=PipelineSettings(resolution=s.resolution - s.resolution % 14,
+                                  window=s.window, overlap=1 if s.window > 1 else 0,
+                                  face_region=region),
+        solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count),
+        provider=prefs.execution_provider if prefs else "AUTO",
+        cpu_threads=prefs.cpu_threads if prefs else 0, mesh=s.mesh,
+        reference_frame=s.reference_frame or None, grid_vertices=s.grid_vertices)
+
+
+def frame_range(s: FACEANYTHING_PG_settings):
+    return (s.frame_start, s.frame_end) if s.use_frame_range else None
+
+
+CLASSES = (FACEANYTHING_PG_settings,)
+
+
+def register_properties():
+    bpy.types.Scene.face_anything = bpy.props.PointerProperty(type=FACEANYTHING_PG_settings)
+
+
+def unregister_properties():
+    del bpy.types.Scene.face_anything

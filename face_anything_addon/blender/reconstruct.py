@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Reconstruct operator: footage in, tracked face out, with progress, Esc to cancel, and the
+scene built (one undo step) only when everything succeeded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from ..core.capture_run import DEFAULT_MODEL
+from ..core.contract import ContractError, describe_model
+from ..core.errors import FootageError
+from . import preferences
+from .footage import footage_from_clip, open_footage
+from .job import JobStatus, ReconstructJob, capture_path
+from .properties import capture_settings, frame_range
+
+# The job of the running operator (one at a time), for the panels to draw.
+CURRENT: dict[str, object] = {"job": None, "last": JobStatus(phase="idle", message="")}
+
+
+def _model_path(prefs) -> Path:
+    chosen = bpy.path.abspath(prefs.model_path) if prefs and prefs.model_path else ""
+    return Path(chosen) if chosen else DEFAULT_MODEL
+
+
+def _source(context, settings):
+    """(footage, what build_scene shows as background), or FootageError."""
+    clip = getattr(context.space_data, "clip", None) if context.space_data else None
+    if clip is not None:
+        return footage_from_clip(clip, frame_range(settings)), clip
+    if not settings.footage_path:
+        raise FootageError("no footage: choose an image sequence or a movie in the Face Anything "
+                           "panel (or open a clip in the Movie Clip Editor)")
+    path = bpy.path.abspath(settings.footage_path)
+    return open_footage(path, frame_range(settings)), path
+
+
+def _fps(context, clip) -> float:
+    if isinstance(clip, bpy.types.MovieClip) and clip.fps:
+        return float(clip.fps)
+    render = context.scene.render
+    return render.fps / render.fps_base
+
+
+def start_job(context) -> tuple[ReconstructJob, object]:
+    """Check everything that can be checked up front; raise FootageError / ContractError."""
+    prefs = preferences.preferences()
+    settings = context.scene.face_anything
+    footage, background = _source(context, settings)
+    model = _model_path(prefs)
+    describe_model(model)  # a bad model file is reported now, not after the footage is read
+    job = ReconstructJob(footage, capture_settings(settings, prefs), model,
+                         fps=_fps(context, background), background=background)
+    return job, background
+
+
+def finish_job(context, job: ReconstructJob):
+    """Save the capture (atomically) and build the scene from it."""
+    from .scene import build_scene  # bpy-heavy; imported when first needed
+
+    prefs = preferences.preferences()
+    cache = bpy.path.abspath(prefs.cache_dir) if prefs.cache_dir else \
+        preferences.default_cache_dir()
+    path = capture_path(bpy.data.filepath, cache, job.capture.footage_name)
+    job.capture.save(path)
+    storage = context.scene.face_anything.storage
+    return build_scene(context, job.capture, job.background, storage=storage, capture_path=path)
+
+
+class FACEANYTHING_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct the face in the footage: camera, animated face mesh, markers"""
+
+    bl_idname = "faceanything.reconstruct"
+    bl_label = "Reconstruct Face"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        if CURRENT["job"] is not None:
+            cls.poll_message_set("A reconstruction is already running")
+            return False
+        return context.scene is not None
+
+    def invoke(self, context, event):
+        try:
+            job, _ = start_job(context)
+        except (FootageError, ContractError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        CURRENT["job"] = job
+        job.start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.02, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):  # from scripts: run to the end, blocking
+        try:
+            job, _ = start_job(context)
+            job.run()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, nothing built
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if job.capture is None:
+            self.report({"WARNING"}, "Cancelled: nothing was changed")
+            return {"CANCELLED"}
+        finish_job(context, job)
+        return {"FINISHED"}
+
+    def modal(self, context, event):
+        job: ReconstructJob = CURRENT["job"]
+        if event.type == "ESC" or job.cancel_event.is_set():
+            job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = job.tick()
+        context.window_manager.progress_update(int(100 * job.status.factor))
+        _redraw(context)
+        if not done:
+            return {"PASS_THROUGH"}
+        return self._end(context, job)
+
+    def _end(self, context, job: ReconstructJob):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        CURRENT["job"], CURRENT["last"] = None, job.status
+        _redraw(context)
+        if job.status.phase == "cancelled":
+            self.report({"WARNING"}, "Reconstruction cancelled: nothing was changed")
+            return {"CANCELLED"}
+        if job.status.phase == "failed":
+            self.report({"ERROR"}, f"Reconstruction failed: {job.status.message}")
+            return {"CANCELLED"}
+        try:
+            collection = finish_job(context, job)
+        except Exception as exc:  # noqa: BLE001 - the build undoes itself; say why
+            job.status.phase, job.status.message = "failed", str(exc)
+            self.report({"ERROR"}, f"Could not build the scene: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{collection.name}: {job.capture.frame_count} frames")
+        return {"FINISHED"}
+
+    def cancel(self, context):  # Blender closing the operator (e.g. file load)
+        job = CURRENT["job"]
+        if job is not None:
+            job.cancel()
+        CURRENT["job"] = None
+
+
+class FACEANYTHING_OT_cancel(bpy.types.Operator):
+    """Stop the running reconstruction (the scene stays as it was)"""
+
+    bl_idname = "faceanything.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return CURRENT["job"] is not None
+
+    def execute(self, context):
+        CURRENT["job"].cancel()
+        return {"FINISHED"}
+
+
+def _redraw(context):
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("CLIP_EDITOR", "VIEW_3D"):
+                area.tag_redraw()
+
+
+CLASSES = (FACEANYTHING_OT_reconstruct, FACEANYTHING_OT_cancel)

@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Command line: footage in, a .blend with the tracked face, Alembic, markers and a preview out.
+
+    python -m face_anything_addon FOOTAGE -o OUTDIR [options]      (with the bpy module)
+    blender -b --python-expr "import sys; from face_anything_addon import cli; cli.main(sys.argv[sys.argv.index('--') + 1:])" -- FOOTAGE -o OUTDIR
+
+Exit codes: 0 done; 2 bad input (footage, model, options); 3 the capture failed (e.g. no face);
+130 interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_INPUT, EXIT_CAPTURE, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m face_anything_addon",
+                                description="Markerless facial capture: footage to a tracked, "
+                                            "animated face mesh in a .blend, Alembic and marker "
+                                            "files.")
+    p.add_argument("footage", help="an image sequence (folder or one numbered image) or a movie")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--model", help="a Face Anything ONNX model (default: the bundled model)")
+    p.add_argument("--frames", help="frame range to process, e.g. 1-120")
+    p.add_argument("--resolution", type=int, default=0,
+                   help="longest side of the network input, a multiple of 14 (default: model's)")
+    p.add_argument("--window", type=int, default=1, help="frames per network window")
+    p.add_argument("--face-region", default="auto",
+                   help="auto, full, or a box x0,y0,x1,y1 in footage pixels")
+    p.add_argument("--mesh", default="AUTO", choices=["AUTO", "TEMPLATE", "REFERENCE"])
+    p.add_argument("--markers", type=int, default=0, help="extra evenly spread markers")
+    p.add_argument("--smoothing", type=float, default=0.0, help="temporal filtering, frames")
+    p.add_argument("--provider", default="AUTO", choices=["AUTO", "CUDA", "CPU"])
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the network")
+    p.add_argument("--storage", default="SHAPE_KEYS", choices=["SHAPE_KEYS", "POINT_CACHE"])
+    p.add_argument("--fps", type=float, default=0.0, help="footage frame rate (default: 24, or "
+                                                          "the movie's)")
+    p.add_argument("--name", help="base name of the output files (default: the footage's)")
+    return p.parse_args(argv)
+
+
+def settings_from(args):
+    from .core.capture_run import CaptureSettings
+    from .core.pipeline import PipelineSettings
+    from .core.solve import SolveSettings
+
+    region = args.face_region
+    if region not in ("auto", "full"):
+        try:
+            region = tuple(float(v) for v in region.split(","))
+            assert len(region) == 4
+        except (ValueError, AssertionError):
+            raise SystemExit(_fail(EXIT_INPUT, f"--face-region must be auto, full or "
+                                               f"x0,y0,x1,y1, not {args.face_region!r}"))
+    return CaptureSettings(
+        pipeline=PipelineSettings(resolution=args.resolution, window=args.window,
+                                  overlap=1 if args.window > 1 else 0, face_region=region),
+        solve=SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers),
+        provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"face_anything: error: {message}", file=sys.stderr)
+    return code
+
+
+class TerminalProgress:
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.last = stream, ""
+
+    def __call__(self, status) -> None:
+        width = 30
+        filled = int(width * status.factor)
+        line = f"\r[{'#' * filled}{' ' * (width - filled)}] {status.text()}"
+        if line != self.last:
+            self.stream.write(line.ljust(len(self.last)))
+            self.stream.flush()
+            self.last = line
+
+    def end(self) -> None:
+        if self.last:
+            self.stream.write("\n")
+
+
+def run(args) -> int:
+    import bpy
+
+    from .blender.export import export_alembic, export_markers
+    from .blender.footage import open_footage
+    from .blender.job import ReconstructJob
+    from .blender.preview import write_preview
+    from .blender.scene import build_scene
+    from .core.capture_run import DEFAULT_MODEL
+    from .core.contract import ContractError, describe_model
+    from .core.errors import FootageError
+
+    out = Path(args.output)
+    frame_range = None
+    if args.frames:
+        try:
+            a, b = (int(v) for v in args.frames.split("-"))
+            frame_range = (a, b)
+        except ValueError:
+            return _fail(EXIT_INPUT, f"--frames must look like 1-120, not {args.frames!r}")
+    settings = settings_from(args)
+    try:
+        footage = open_footage(Path(args.footage).resolve(), frame_range)
+        describe_model(args.model or DEFAULT_MODEL)
+    except (FootageError, ContractError) as exc:
+        return _fail(EXIT_INPUT, str(exc))
+    fps = args.fps or 24.0
+    name = args.name or footage.name.rsplit(".", 1)[0]
+    print(f"face_anything: {footage.name}: {len(footage)} frames, "
+          f"{footage.size[0]} x {footage.size[1]}", file=sys.stderr)
+    job = ReconstructJob(footage, settings, args.model, fps=fps)
+    bar = TerminalProgress()
+    job.start()
+    try:
+        while not job.tick():
+            bar(job.status)
+            time.sleep(0.002)
+    except KeyboardInterrupt:
+        job.cancel()
+        while not job.tick():
+            time.sleep(0.01)
+        bar.end()
+        return _fail(EXIT_INTERRUPTED, "interrupted")
+    bar(job.status)
+    bar.end()
+    if job.status.note:
+        print(f"face_anything: note: {job.status.note}", file=sys.stderr)
+    if job.error is not None:
+        code = EXIT_INPUT if isinstance(job.error, (FootageError, ContractError)) else \
+            EXIT_CAPTURE
+        return _fail(code, str(job.error))
+    capture = job.capture
+    out.mkdir(parents=True, exist_ok=True)
+    capture_file = capture.save(out / f"{name}.capture.npz")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps = int(round(fps))
+    collection = build_scene(bpy.context, capture, Path(args.footage).resolve(),
+                             storage=args.storage, capture_path=capture_file)
+    blend = out / f"{name}.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    abc = export_alembic(bpy.context, collection, out / f"{name}.abc")
+    csv = export_markers(capture, out / f"{name}_markers.csv")
+    js = export_markers(capture, out / f"{name}_markers.json")
+    preview = write_preview(capture, footage, out / f"{name}_preview.png")
+    for path in (blend, abc, csv, js, capture_file, preview):
+        print(f"face_anything: wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    return run(parse(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,174 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The whole job in Blender: footage files -> worker thread -> Capture -> scene; the operator, its
+errors and cancellation; the command line. Uses a tiny real ONNX model (see contract_models)."""
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")  # the Blender 4.2 environment has none of its own
+pytest.importorskip("onnx")
+
+from face_anything_addon.blender.footage import open_footage  # noqa: E402
+from face_anything_addon.blender.job import ReconstructJob  # noqa: E402
+from face_anything_addon.core.capture_run import CaptureSettings  # noqa: E402
+from face_anything_addon.core.pipeline import PipelineSettings  # noqa: E402
+from tests.contract_models import contract_metadata, make_model  # noqa: E402
+
+W, H = 96, 72
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    h, w = rgb.shape[:2]
+    img = bpy.data.images.new("t", w, h)
+    rgba = np.concatenate([rgb, np.ones((h, w, 1), np.float32)], 2)[::-1]
+    img.pixels.foreach_set(rgba.astype(np.float32).ravel())
+    img.filepath_raw = str(path)
+    img.file_format = "PNG"
+    img.save()
+    bpy.data.images.remove(img)
+
+
+def textured_disc(i: int) -> np.ndarray:
+    """A bright disc with a colour gradient fixed to it (so the tiny model's canonical map moves
+    with it), on a dark background."""
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    cx, cy, r = 40 + 2 * i, 36, 22
+    u, v = (xx - cx) / r, (yy - cy) / r
+    rgb = np.full((H, W, 3), 0.05, np.float32)
+    inside = u ** 2 + v ** 2 < 1
+    rgb[inside] = np.stack([0.65 + 0.3 * u, 0.65 + 0.3 * v, np.full_like(u, 0.75)], 2)[inside]
+    return rgb
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shot")
+    for i in range(1, 7):
+        write_png(folder / f"shot_{i:04d}.png", textured_disc(i))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("model") / "tiny.onnx", mask=True,
+                      metadata=contract_metadata(max_window="2"))
+
+
+def settings(**kw):
+    return CaptureSettings(pipeline=PipelineSettings(resolution=84, **kw), provider="CPU",
+                           grid_vertices=300)
+
+
+def test_job_runs_footage_through_a_worker_thread(empty_file, sequence, model):
+    footage = open_footage(sequence)
+    job = ReconstructJob(footage, settings(), model)
+    phases = []
+    job.start()
+    while not job.tick():
+        phases.append(job.status.phase)
+    assert job.status.phase == "done", job.status.message
+    cap = job.capture
+    assert list(cap.frame_numbers) == [1, 2, 3, 4, 5, 6]
+    assert cap.footage_size == (W, H) and cap.visibility[0].mean() > 0.5
+    assert "detect" in phases and "predict" in phases
+    assert job.status.providers == ["CPUExecutionProvider"]
+    # the disc moves 2 px right per frame: so do the tracked vertices
+    shift = np.nanmedian(cap.marker_xy[1:, :, 0] - cap.marker_xy[:-1, :, 0]) if \
+        cap.marker_xy.size else None
+    xs = np.array([np.median(p[v][:, 0] / p[v][:, 2]) for p, v in zip(cap.positions,
+                                                                      cap.visibility)])
+    assert np.all(np.diff(xs) > 0), (xs, shift)
+
+
+def test_cancel_leaves_nothing(empty_file, sequence, model):
+    job = ReconstructJob(open_footage(sequence), settings(), model)
+    job.start()
+    job.cancel()
+    while not job.tick():
+        pass
+    assert job.status.phase == "cancelled" and job.capture is None
+
+
+def test_reader_error_is_reported(empty_file, tmp_path, sequence, model):
+    for f in sequence.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "shot_0004.png").write_bytes(b"garbage")
+    job = ReconstructJob(open_footage(tmp_path), settings(face_region="full"), model)
+    job.start()
+    while not job.tick():
+        pass
+    assert job.status.phase == "failed" and "shot_0004.png" in job.status.message
+
+
+def test_operator_builds_replaces_and_refuses_bad_input(addon_from_source, empty_file, sequence,
+                                                         model, tmp_path):
+    prefs = bpy.context.preferences.addons[addon_from_source.__name__].preferences
+    prefs.model_path = str(model)
+    prefs.execution_provider = "CPU"
+    prefs.cache_dir = str(tmp_path / "cache")
+    s = bpy.context.scene.face_anything
+    s.footage_path = str(sequence)
+    s.resolution = 84
+    s.grid_vertices = 300
+    user = bpy.data.objects.new("user's own", None)
+    bpy.context.scene.collection.objects.link(user)
+
+    assert bpy.ops.faceanything.reconstruct() == {"FINISHED"}
+    (col,) = [c for c in bpy.data.collections if c.name.startswith("Face Anything")]
+    meshes = [o for o in col.all_objects if o.type == "MESH"]
+    assert len(meshes) == 1 and len(meshes[0].data.shape_keys.key_blocks) == 7  # basis + 6
+    counts = (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.actions))
+    assert list((tmp_path / "cache").glob("*.capture.npz"))
+
+    assert bpy.ops.faceanything.reconstruct() == {"FINISHED"}  # again: replaces
+    assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.actions)) == counts
+    assert "user's own" in bpy.data.objects
+
+    before = (len(bpy.data.objects), len(bpy.data.collections))
+    s.footage_path = str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="no images in"):
+        bpy.ops.faceanything.reconstruct()
+    s.footage_path = str(sequence)
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    prefs.model_path = str(bad)
+    with pytest.raises(RuntimeError, match="not an ONNX model file"):
+        bpy.ops.faceanything.reconstruct()
+    prefs.model_path = str(make_model(tmp_path / "v7.onnx", metadata=contract_metadata(
+        contract="7")))
+    with pytest.raises(RuntimeError, match="contract version 7 is unknown"):
+        bpy.ops.faceanything.reconstruct()
+    assert (len(bpy.data.objects), len(bpy.data.collections)) == before
+
+
+def test_no_face_is_an_error_and_changes_nothing(addon_from_source, empty_file, tmp_path, model):
+    for i in range(1, 4):
+        write_png(tmp_path / f"dark_{i}.png", np.full((H, W, 3), 0.05, np.float32))
+    prefs = bpy.context.preferences.addons[addon_from_source.__name__].preferences
+    prefs.model_path = str(model)
+    prefs.execution_provider = "CPU"
+    bpy.context.scene.face_anything.footage_path = str(tmp_path)
+    before = len(bpy.data.objects)
+    with pytest.raises(RuntimeError, match="no face found"):
+        bpy.ops.faceanything.reconstruct()
+    assert len(bpy.data.objects) == before
+
+
+def test_command_line(sequence, model, tmp_path, capsys):
+    from face_anything_addon import cli
+
+    out = tmp_path / "out"
+    code = cli.main([str(sequence), "-o", str(out), "--model", str(model), "--resolution", "84",
+                     "--provider", "CPU", "--markers", "4", "--name", "shot"])
+    assert code == 0, capsys.readouterr().err
+    for name in ("shot.blend", "shot.abc", "shot_markers.csv", "shot_markers.json",
+                 "shot.capture.npz", "shot_preview.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    err = capsys.readouterr().err
+    assert "6 frames" in err and "] Frame 6 / 6" in err
+    assert cli.main([str(tmp_path / "missing"), "-o", str(out)]) == 2
+    assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2
