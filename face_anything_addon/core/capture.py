@@ -6,14 +6,12 @@ version. Arrays load back bit-identical; a truncated or foreign file gets one cl
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .npz_record import READ_ERRORS, missing_fields, read_record, record_fields, write_record
 
 FORMAT = "face-anything-capture"
 VERSION = 1
@@ -85,27 +83,7 @@ class Capture:
     def save(self, path) -> Path:
         """Write atomically: a temporary file in the same folder, then renamed over `path`."""
         self.validate()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta, arrays = {"format": FORMAT, "version": VERSION}, {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                arrays[f.name] = value
-            else:
-                meta[f.name] = list(value) if isinstance(value, tuple) else value
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_record(self, path, FORMAT, VERSION)
 
     @classmethod
     def load(cls, path) -> "Capture":
@@ -113,26 +91,19 @@ class Capture:
         if not path.is_file():
             raise CaptureError(f"capture file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            meta, arrays = read_record(path)
+        except READ_ERRORS as exc:
             raise CaptureError(f"{path.name} is not a readable capture file (truncated or "
                                f"another kind of file): {exc}") from None
-        try:
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-        except (KeyError, ValueError):
-            raise CaptureError(f"{path.name} is not a Face Anything capture file") from None
-        if meta.pop("format", None) != FORMAT:
+        if meta.get("format") != FORMAT:
             raise CaptureError(f"{path.name} is not a Face Anything capture file")
-        version = meta.pop("version", None)
-        if version != VERSION:
-            raise CaptureError(f"{path.name} is capture format version {version}; this add-on "
-                               f"reads version {VERSION}")
-        names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(meta) - set(arrays))
+        if meta.get("version") != VERSION:
+            raise CaptureError(f"{path.name} is capture format version {meta.get('version')}; "
+                               f"this add-on reads version {VERSION}")
+        missing = missing_fields(cls, meta, arrays)
         if missing:
             raise CaptureError(f"{path.name} lacks {', '.join(missing)}")
         meta["footage_size"] = tuple(meta["footage_size"])
-        capture = cls(**{k: v for k, v in {**meta, **arrays}.items() if k in names})
+        capture = cls(**record_fields(cls, meta, arrays))
         capture.validate()
         return capture

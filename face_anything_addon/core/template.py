@@ -9,11 +9,12 @@ Canonical coordinates are the neutral head's metric positions, centred and scale
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .npz_record import READ_ERRORS, missing_fields, read_record, record_fields, write_record
 
 FORMAT = "face-anything-template"
 VERSION = 1
@@ -84,28 +85,18 @@ class Template:
                 raise TemplateError(f"template {self.name!r}: {problem}")
 
     def save(self, path) -> Path:
-        path = Path(path)
-        meta, arrays = {"format": FORMAT, "version": VERSION}, {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                arrays[f.name] = value
-            else:
-                meta[f.name] = value
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
-        np.savez_compressed(path, **arrays)
-        return path
+        return write_record(self, path, FORMAT, VERSION, compressed=True)
 
     @classmethod
     def load(cls, path) -> "Template":
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-            meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+            meta, arrays = read_record(path)
+        except READ_ERRORS as exc:
             raise TemplateError(f"{path.name} is not a readable template file: {exc}") from None
-        if meta.pop("format", None) != FORMAT or meta.pop("version", None) != VERSION:
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise TemplateError(f"{path.name} is not a version-{VERSION} Face Anything template")
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**meta, **arrays}.items() if k in names})
+        missing = missing_fields(cls, meta, arrays)
+        if missing:
+            raise TemplateError(f"{path.name} lacks {', '.join(missing)}")
+        return cls(**record_fields(cls, meta, arrays))
