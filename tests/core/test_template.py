@@ -40,5 +40,8 @@ def test_invalid_templates_are_refused(kw, problem):
 
 def test_foreign_file(tmp_path):
     np.savez(tmp_path / "x.npz", a=np.zeros(2))
-    with pytest.raises(TemplateError, match="not a readable template file"):
+    with pytest.raises(TemplateError, match="x.npz is not a version-1 Face Anything template"):
         Template.load(tmp_path / "x.npz")
+    (tmp_path / "y.npz").write_text("text")
+    with pytest.raises(TemplateError, match="y.npz is not a readable template file"):
+        Template.load(tmp_path / "y.npz")
