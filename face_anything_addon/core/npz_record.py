@@ -30,6 +30,9 @@ def write_record(record, path, fmt: str, version: int, compressed: bool = False)
             meta[f.name] = list(value) if isinstance(value, tuple) else value
     arrays[META] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would make it (mkstemp makes 0600)
     try:
         with os.fdopen(fd, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
