@@ -12,10 +12,10 @@ from typing import Callable, Iterable
 from .capture import Capture
 from .contract import ModelDescription, describe_model
 from .frames import Frame
-from .pipeline import Pipeline, PipelineSettings, Progress
+from .pipeline import Pipeline, PipelineError, PipelineSettings, Progress
 from .session import open_session
 from .solve import CaptureSolver, Markers, SolveSettings
-from .template import Template
+from .template import Template, TemplateError
 from .template_grid import grid_template
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -85,8 +85,6 @@ def _template(model: ModelDescription, settings: CaptureSettings, frames, sessio
         if path is not None:
             return Template.load(path)
         if settings.mesh == "TEMPLATE":
-            from .template import TemplateError
-
             raise TemplateError(f"no bundled template for the model's canonical space "
                                 f"'{model.canonical_space}': choose a reference-frame mesh")
     wanted = settings.reference_frame
@@ -96,8 +94,6 @@ def _template(model: ModelDescription, settings: CaptureSettings, frames, sessio
             chosen = frame
             break
     if chosen is None:
-        from .pipeline import PipelineError
-
         raise PipelineError(f"reference frame {wanted} is not in the footage")
     reference = PipelineSettings(**{**asdict(settings.pipeline), "window": 1, "overlap": 0})
     pipe = Pipeline(session, reference)
