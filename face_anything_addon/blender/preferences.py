@@ -6,6 +6,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from ..core.runtime_info import runtime_info
+from ..core.session import expected_provider
 
 ADDON_ID = __package__.rpartition(".")[0]  # "bl_ext.<repo>.face_anything"
 
@@ -58,6 +59,12 @@ class FACEANYTHING_AP_preferences(bpy.types.AddonPreferences):
             layout.label(text=f"Cache: {default_cache_dir()}")
         info = runtime_info()
         layout.label(text=info.summary(), icon="INFO" if info.ok else "ERROR")
+        if info.ok:
+            runs, problem = expected_provider(self.execution_provider)
+            layout.label(text=f"The network would run on: {runs}",
+                         icon="CHECKMARK" if runs != "nothing" else "ERROR")
+            if problem:
+                layout.label(text=problem, icon="INFO")
 
 
 CLASSES = (FACEANYTHING_AP_preferences,)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import os
 import sys
@@ -87,6 +88,35 @@ def cuda_unusable_reason(ort) -> str:
     if missing:
         return f"CUDA is not usable: {', '.join(missing)} not found; {CUDA_ADVICE}"
     return f"CUDA is not usable (its provider failed to start; no GPU?); {CUDA_ADVICE}"
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda_problem() -> str:
+    """Why CUDA would not run here ("" when its libraries load); probed once per process."""
+    import onnxruntime as ort
+
+    return cuda_unusable_reason(ort) if (CUDA not in ort.get_available_providers()
+                                         or missing_cuda_libraries()) else ""
+
+
+def expected_provider(preference: str) -> tuple[str, str]:
+    """(what would run now for this preference, why a GPU would not): for the preferences' status
+    line, without loading a model. The session's own report (`ModelSession.providers`) is the
+    final word."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "nothing", "ONNX Runtime is not importable: reinstall the extension"
+    wanted = provider_order(preference, ort.get_available_providers())
+    if CUDA in wanted:
+        problem = _cuda_problem()
+        if not problem:
+            return "CUDA", ""
+        wanted.remove(CUDA)
+        if not wanted:
+            return "nothing", problem
+        return wanted[0].replace("ExecutionProvider", ""), problem
+    return wanted[0].replace("ExecutionProvider", ""), ""
 
 
 def provider_order(preference: str, available: list[str]) -> list[str]:

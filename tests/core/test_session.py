@@ -95,3 +95,14 @@ def test_unloadable_model_is_reported(tmp_path, model):
     path.write_bytes(path.read_bytes().replace(b"Transpose", b"Transpoze"))  # unknown operator
     with pytest.raises(fs.RuntimeUnavailable, match="ONNX Runtime could not load 'bad.onnx'"):
         fs.open_session(d, "CPU")
+
+
+def test_expected_provider_for_the_preferences_line():
+    runs, problem = fs.expected_provider("CPU")
+    assert (runs, problem) == ("CPU", "")
+    runs, problem = fs.expected_provider("AUTO")
+    if HAS_CUDA:
+        assert (runs, problem) == ("CUDA", "")
+    else:
+        assert runs == "CPU" and problem.startswith("CUDA is not usable: ")
+        assert fs.expected_provider("CUDA") == ("nothing", problem)
