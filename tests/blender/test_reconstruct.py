@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The whole job in Blender: footage files -> worker thread -> Capture -> scene; the operator, its
 errors and cancellation; the command line. Uses a tiny real ONNX model (see contract_models)."""
-import sys
 from pathlib import Path
 
 import bpy
@@ -15,40 +14,12 @@ from face_anything_addon.blender.footage import open_footage  # noqa: E402
 from face_anything_addon.blender.job import ReconstructJob  # noqa: E402
 from face_anything_addon.core.capture_run import CaptureSettings  # noqa: E402
 from face_anything_addon.core.pipeline import PipelineSettings  # noqa: E402
+from tests.blender.footage_helpers import H, W, disc_sequence, write_png  # noqa: E402
 from tests.contract_models import contract_metadata, make_model  # noqa: E402
-
-W, H = 96, 72
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    h, w = rgb.shape[:2]
-    img = bpy.data.images.new("t", w, h)
-    rgba = np.concatenate([rgb, np.ones((h, w, 1), np.float32)], 2)[::-1]
-    img.pixels.foreach_set(rgba.astype(np.float32).ravel())
-    img.filepath_raw = str(path)
-    img.file_format = "PNG"
-    img.save()
-    bpy.data.images.remove(img)
-
-
-def textured_disc(i: int) -> np.ndarray:
-    """A bright disc with a colour gradient fixed to it (so the tiny model's canonical map moves
-    with it), on a dark background."""
-    yy, xx = np.mgrid[0:H, 0:W] + 0.5
-    cx, cy, r = 40 + 2 * i, 36, 22
-    u, v = (xx - cx) / r, (yy - cy) / r
-    rgb = np.full((H, W, 3), 0.05, np.float32)
-    inside = u ** 2 + v ** 2 < 1
-    rgb[inside] = np.stack([0.65 + 0.3 * u, 0.65 + 0.3 * v, np.full_like(u, 0.75)], 2)[inside]
-    return rgb
-
 
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shot")
-    for i in range(1, 7):
-        write_png(folder / f"shot_{i:04d}.png", textured_disc(i))
-    return folder
+    return disc_sequence(tmp_path_factory.mktemp("shot"))
 
 
 @pytest.fixture(scope="module")
