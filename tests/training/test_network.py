@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The network, its losses, training loop (loss falls, resume) and evaluation metrics, on the tiny
+test config and the procedural stand-in data (fast: CPU, a few seconds each)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from standin_faces import standin_source  # noqa: E402
+
+from training.evaluate import evaluate, relief_error  # noqa: E402
+from training.losses import face_losses  # noqa: E402
+from training.network import FaceAnythingNet, get_config  # noqa: E402
+from training.train import collate, load_model, normalise, parse_args, take, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return FaceAnythingNet(get_config("test-tiny")).eval()
+
+
+def test_outputs_follow_the_contract_layout(tiny):
+    with torch.no_grad():
+        out = tiny(torch.randn(2, 3, 3, 42, 70))
+    assert out["depth"].shape == out["depth_conf"].shape == out["mask"].shape == (2, 3, 42, 70)
+    assert out["canonical"].shape == (2, 3, 42, 70, 3)
+    assert out["intrinsics"].shape == (2, 3, 3, 3)
+    assert (out["depth"] > 0).all() and (out["depth_conf"] >= 1).all()
+    assert (out["canonical_conf"] >= 1).all() and ((out["mask"] >= 0) & (out["mask"] <= 1)).all()
+    k = out["intrinsics"][0, 0]
+    assert k[0, 0] == k[1, 1] and k[2, 2] == 1 and k[0, 1] == 0
+    assert float(k[0, 2]) == pytest.approx(35.0, abs=1e-4)  # untrained: the image centre
+
+
+def test_global_blocks_share_information_across_the_window(tiny):
+    x = torch.randn(1, 2, 3, 28, 28)
+    y = x.clone()
+    y[:, 1] = torch.randn(3, 28, 28)
+    with torch.no_grad():
+        a, b = tiny(x)["depth"][0, 0], tiny(y)["depth"][0, 0]
+        single = tiny(x[:, :1])["depth"][0, 0]
+    assert not torch.allclose(a, b)  # frame 0 sees frame 1
+    assert not torch.allclose(a, single)
+
+
+def test_losses_are_small_for_the_truth_and_large_for_noise():
+    batch = collate([take(next(standin_source("train", 28, 2, 0)))], single=False)
+    perfect = {"depth": batch["depth"].clamp_min(1e-3), "depth_conf": torch.ones_like(batch["depth"]),
+               "canonical": batch["canonical"], "canonical_conf": torch.ones_like(batch["depth"]),
+               "intrinsics": batch["intrinsics"], "mask_logit": (batch["mask"] - 0.5) * 40}
+    noisy = dict(perfect, canonical=perfect["canonical"] + 0.1, depth=perfect["depth"] * 1.2)
+    good, bad = face_losses(perfect, batch), face_losses(noisy, batch)
+    assert float(good["total"]) < 1e-3
+    # |0.1 * (1, 1, 1)| / 0.5 and log(1.2) / 0.2, both at confidence 1
+    assert float(bad["canonical"]) == pytest.approx(0.1 * 3 ** 0.5 / 0.5, rel=1e-3)
+    assert float(bad["depth"]) == pytest.approx(np.log(1.2) / 0.2, rel=1e-3)
+    assert float(bad["depth_relief"]) < 1e-4  # a pure scale keeps the face's shape
+
+
+def _args(tmp_path, steps, *extra):
+    return parse_args(["--config", "test-tiny", "--size", "28", "--window", "2", "--batch", "2",
+                       "--steps", str(steps), "--pool", "2", "--fresh", "0", "--val-windows", "2",
+                       "--val-every", "1000", "--ckpt-every", "5", "--warmup", "2", "--lr", "3e-3",
+                       "--out", str(tmp_path), *extra])
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path):
+    torch.manual_seed(0)
+    model = FaceAnythingNet(get_config("test-tiny"))
+    batch = collate([take(next(standin_source("train", 28, 2, 0))) for _ in range(2)], False)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        terms = face_losses(model(normalise(batch["images"], model.cfg)), batch)
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+        losses.append(float(terms["total"]))
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
+
+
+def test_training_checkpoints_and_resumes(tmp_path):
+    train(_args(tmp_path, 5), standin_source)
+    first, ckpt = load_model(tmp_path / "last.pt")
+    assert ckpt["step"] == 5 and (tmp_path / "best.pt").exists()
+    record = train(_args(tmp_path, 8, "--resume"), standin_source)
+    assert record["step"] == 8
+    second, ckpt = load_model(tmp_path / "last.pt")
+    assert ckpt["step"] == 8
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                      second.state_dict().values()))
+    assert "optimizer" in ckpt and ckpt["config"]["width"] == 32
+
+
+def test_relief_error_of_a_plane_is_one_and_of_the_truth_zero():
+    rng = np.random.default_rng(0)
+    true = 0.5 + 0.03 * rng.standard_normal(500)
+    assert relief_error(true * 1.1 + 0.2, true) == pytest.approx(0.0, abs=1e-9)
+    assert relief_error(np.linspace(0, 1, 500) * 0 + 0.4 + 1e-9 * np.arange(500), true) == \
+        pytest.approx(1.0, abs=0.02)
+
+
+def test_evaluate_scores_a_perfect_predictor_as_perfect():
+    windows = [{k: v.numpy() for k, v in next(standin_source("val", 42, 2, s)).items()}
+               for s in range(2)]
+    truth = iter(windows)
+
+    def oracle(images):
+        w = next(truth)
+        return {"depth": np.where(w["mask"] > 0, w["depth"], 1.0), "canonical": w["canonical"],
+                "canonical_conf": np.ones_like(w["depth"]) * 2, "mask": w["mask"]}
+
+    r = evaluate(oracle, windows)
+    assert r["relief"] < 1e-6 and r["canonical"] < 1e-6 and r["mask_iou"] == 1.0
+    assert r["metric_absrel"] < 1e-6

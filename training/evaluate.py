@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Score any contract ONNX model on the synthetic validation split and write a results table.
+
+    python -m training.evaluate face_anything_addon/assets/face_anything_default.onnx --out eval.md
+
+Frames are rendered at `--size` (256), resized to the model's input size, predicted in windows of
+`--window` frames, and the outputs resized back. Metrics (inside the true face mask):
+- relief: depth RMSE after least-squares scale-and-shift alignment / std of the true depth
+  (a flat plane scores 1, perfect 0);
+- absrel / rmse_m: after median scale alignment (the paper's protocol);
+- metric_absrel: without any alignment (metric models only);
+- canonical: mean L2 error of the canonical coordinate (the space's normalised units);
+- corr_px (median, mean), pck1/2/4: 2D error of template vertices found by the add-on's own
+  canonical inversion, against the true vertex tracks (vertices visible in the truth; one not
+  found counts as a miss in PCK);
+- jitter_px: mean |second temporal difference| of (found - true) vertex positions within a clip;
+- mask_iou: predicted mask > 0.5 vs truth;
+- fps: frames per second of the model alone in ONNX Runtime at its input size.
+`--baseline` also scores a trivial predictor (constant depth, mean canonical, centre-ellipse mask).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from face_anything_addon.core.contract import describe_model
+from face_anything_addon.core.inversion import CanonicalMap, invert
+from face_anything_addon.core.session import open_session
+
+TEMPLATE = (Path(__file__).resolve().parents[1] / "face_anything_addon" / "assets"
+            / "template_makehuman_v1.npz")
+
+
+def relief_error(pred: np.ndarray, true: np.ndarray) -> float:
+    """RMSE after least-squares scale and shift, over the std of the truth (1-d arrays)."""
+    a = np.stack([pred, np.ones_like(pred)], 1)
+    coef, *_ = np.linalg.lstsq(a, true, rcond=None)
+    rmse = np.sqrt(np.mean((a @ coef - true) ** 2))
+    return float(rmse / max(true.std(), 1e-9))
+
+
+def depth_metrics(pred: np.ndarray, true: np.ndarray, metric: bool) -> dict[str, float]:
+    """Relief, median-aligned AbsRel and RMSE (metres), unaligned AbsRel for one frame's pixels."""
+    scaled = pred * np.median(true) / max(np.median(pred), 1e-9)
+    out = {"relief": relief_error(pred, true),
+           "absrel": float(np.mean(np.abs(scaled - true) / true)),
+           "rmse_m": float(np.sqrt(np.mean((scaled - true) ** 2)))}
+    if metric:
+        out["metric_absrel"] = float(np.mean(np.abs(pred - true) / true))
+    return out
+
+
+def track_errors(canonical: np.ndarray, weight: np.ndarray, targets: np.ndarray,
+                 true_xy: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One clip: canonical (S,H,W,3), weight (S,H,W), targets (V,3), true_xy (S,V,2), visible
+    (S,V). Returns found positions (S,V,2) (nan where not found) and per-vertex errors (S,V)."""
+    s, v = visible.shape
+    found = np.full((s, v, 2), np.nan, np.float32)
+    warm = None
+    for i in range(s):
+        p, _, ok = invert(CanonicalMap(canonical[i], weight[i]), targets, warm)
+        found[i, ok] = p[ok]
+        warm = np.where(ok[:, None], p, np.nan).astype(np.float32)
+    err = np.linalg.norm(found - true_xy, axis=-1)
+    err[~visible] = np.nan
+    return found, err
+
+
+def resize(x: np.ndarray, size: tuple[int, int], mode: str = "bilinear") -> np.ndarray:
+    """(B, C, h, w) numpy -> (B, C, H, W)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    kw = {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
+    return F.interpolate(t, size=size, mode=mode, **kw).numpy()
+
+
+class OnnxPredictor:
+    """A contract model run on frames of any size (resized to its input size and back)."""
+
+    def __init__(self, path: Path, threads: int = 0):
+        self.desc = describe_model(path)
+        self.session = open_session(self.desc, "CPU", cpu_threads=threads)
+        self.seconds, self.frames = 0.0, 0
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """images (S, 3, H, W) in [0, 1] -> contract outputs for the S frames at H x W."""
+        s, _, h, w = images.shape
+        n = self.desc.fixed_size or (self.desc.input_size,) * 2
+        x = resize(images, n)
+        mean = np.array(self.desc.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.array(self.desc.std, np.float32).reshape(1, 3, 1, 1)
+        t0 = time.perf_counter()
+        out = self.session.run(((x - mean) / std)[None])
+        self.seconds += time.perf_counter() - t0
+        self.frames += s
+        res = {k: resize(out[k][0][:, None], (h, w))[:, 0]
+               for k in ("depth", "depth_conf", "canonical_conf") + (("mask",) if "mask" in out else ())}
+        canon = out["canonical"][0].transpose(0, 3, 1, 2)
+        res["canonical"] = resize(canon, (h, w)).transpose(0, 2, 3, 1)
+        k = out["intrinsics"][0].copy()
+        k[:, 0] *= w / n[1]
+        k[:, 1] *= h / n[0]
+        res["intrinsics"] = k
+        return res
+
+
+class Baseline:
+    """The trivial predictor: constant depth, the mean canonical coordinate, a centred ellipse."""
+
+    def __init__(self, mean_canonical: np.ndarray, depth: float = 0.6):
+        self.c, self.depth = mean_canonical.astype(np.float32), depth
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        s, _, h, w = images.shape
+        y, x = np.mgrid[:h, :w] + 0.5
+        ellipse = (((x - w / 2) / (0.3 * w)) ** 2 + ((y - h / 2) / (0.4 * h)) ** 2 <= 1)
+        depth = np.full((s, h, w), self.depth, np.float32)  # a flat plane: relief 1
+        return {"depth": depth, "canonical": np.broadcast_to(self.c, (s, h, w, 3)).copy(),
+                "canonical_conf": np.full((s, h, w), 2.0, np.float32),
+                "mask": np.broadcast_to(ellipse, (s, h, w)).astype(np.float32)}
+
+
+def template_targets(count: int) -> np.ndarray:
+    """Canonical coordinates of the first `count` template vertices (the engine's vertex order)."""
+    return np.load(TEMPLATE)["canonical"][:count].astype(np.float32)
+
+
+def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str, float]:
+    """Mean metrics of `predict` over validation windows (engine sample dicts)."""
+    rows: dict[str, list[float]] = {}
+    errors, jitters = [], []
+    ious = []
+    for win in windows:
+        win = {k: np.asarray(v) for k, v in win.items()}
+        out = predict(win["images"].astype(np.float32))
+        mask = win["mask"] > 0.5
+        for i in range(len(mask)):
+            m = mask[i] & (win["depth"][i] > 0)
+            if m.sum() < 16:
+                continue
+            for k, v in depth_metrics(out["depth"][i][m], win["depth"][i][m], metric).items():
+                rows.setdefault(k, []).append(v)
+            c_err = np.linalg.norm(out["canonical"][i][m] - win["canonical"][i][m], axis=-1)
+            rows.setdefault("canonical", []).append(float(c_err.mean()))
+            if "mask" in out:
+                pm = out["mask"][i] > 0.5
+                ious.append((pm & mask[i]).sum() / max((pm | mask[i]).sum(), 1))
+        if "vertex_xy" in win:
+            weight = out["mask"] if "mask" in out else np.ones_like(out["depth"])
+            xy, vis = win["vertex_xy"], win["vertex_visible"] > 0.5
+            found, err = track_errors(out["canonical"], weight, template_targets(xy.shape[1]),
+                                      xy, vis)
+            errors.append(err[vis])
+            if len(xy) >= 3:
+                d = found - xy
+                acc = d[2:] - 2 * d[1:-1] + d[:-2]
+                ok = vis[2:] & vis[1:-1] & vis[:-2]
+                jitters.append(np.linalg.norm(acc, axis=-1)[ok])
+    result = {k: float(np.mean(v)) for k, v in rows.items()}
+    if ious:
+        result["mask_iou"] = float(np.mean(ious))
+    if errors:
+        e = np.concatenate(errors)
+        hit = e[np.isfinite(e)]
+        result["corr_px_median"] = float(np.median(hit)) if hit.size else float("nan")
+        result["corr_px_mean"] = float(np.mean(hit)) if hit.size else float("nan")
+        result["found"] = float(hit.size / max(e.size, 1))
+        for t in (1, 2, 4):
+            result[f"pck{t}"] = float(np.sum(hit <= t) / max(e.size, 1))
+    if jitters:
+        j = np.concatenate(jitters)
+        j = j[np.isfinite(j)]
+        result["jitter_px"] = float(j.mean()) if j.size else float("nan")
+    return result
+
+
+def validation_windows(size: int, window: int, count: int, seed: int = 12345,
+                       cache: Path | None = None) -> list[dict]:
+    """The fixed validation windows of the synthetic engine (validation identities only), kept in
+    `cache` (.npz) when given so later runs score the very same frames without rendering."""
+    from .train import pack, synthetic_source
+
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            n = int(z["count"])
+            if n >= count and int(z["size"]) == size and int(z["window"]) == window:
+                return [{k[len(f"{i}/"):]: z[k] for k in z.files if k.startswith(f"{i}/")}
+                        for i in range(count)]
+    src = synthetic_source("val", size, window, seed)
+    windows = []
+    for _ in range(count):
+        w = pack(next(src))
+        w["images"] = w["images"].astype(np.float32) / 255
+        windows.append(w)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        flat = {f"{i}/{k}": v for i, w in enumerate(windows) for k, v in w.items()}
+        np.savez(cache, count=count, size=size, window=window, **flat)
+    return windows
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) float in [0, 1], decoded by Blender's bpy (in .venv)."""
+    import bpy
+
+    img = bpy.data.images.load(str(path))
+    w, h = img.size
+    px = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(px)
+    bpy.data.images.remove(img)
+    return px.reshape(h, w, 4)[::-1, :, :3].copy()  # Blender stores rows bottom-up
+
+
+def picture(model: Path, image: Path, out: Path, panel: int = 256,
+            crop: tuple[int, int, int] | None = None) -> Path:
+    """Input | depth (relief, inside the mask) | canonical (as RGB) | mask, side by side.
+    crop: (x0, y0, side) square in image pixels; default the centred largest square."""
+    from .png import write_png
+
+    rgb = load_image(image)
+    h, w = rgb.shape[:2]
+    if crop is None:
+        side = min(h, w)
+        crop = ((w - side) // 2, (h - side) // 2, side)
+    x0, y0, side = crop
+    rgb = rgb[y0:y0 + side, x0:x0 + side]
+    frame = resize(rgb.transpose(2, 0, 1)[None], (panel, panel))
+    pred = OnnxPredictor(model)(frame)
+    mask = pred["mask"][0] if "mask" in pred else np.ones((panel, panel), np.float32)
+    depth = pred["depth"][0]
+    inside = mask > 0.5
+    lo, hi = np.percentile(depth[inside], [2, 98]) if inside.sum() > 10 else (depth.min(), depth.max())
+    relief = np.clip((hi - depth) / max(hi - lo, 1e-6), 0, 1) * inside
+    canon = np.clip(pred["canonical"][0] * 0.5 + 0.5, 0, 1) * inside[..., None]
+    panels = [frame[0].transpose(1, 2, 0), np.repeat(relief[..., None], 3, -1), canon,
+              np.repeat(mask[..., None], 3, -1)]
+    write_png(out, (np.concatenate(panels, 1) * 255 + 0.5).clip(0, 255).astype(np.uint8))
+    return out
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    """A markdown table, one row per scored model."""
+    keys = sorted({k for r in results.values() for k in r})
+    lines = ["| model | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(k, float('nan')):.4g}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("models", nargs="+", type=Path)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--window", type=int, default=4)
+    p.add_argument("--count", type=int, default=16, help="validation windows")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--baseline", action="store_true")
+    p.add_argument("--out", type=Path, help="write the table (markdown) and a .json beside it")
+    p.add_argument("--cache", type=Path, help="keep / reuse the rendered validation windows here")
+    p.add_argument("--picture", nargs=2, type=Path, metavar=("IMAGE", "PNG"),
+                   help="only draw the first model's predictions on IMAGE into PNG")
+    p.add_argument("--crop", type=int, nargs=3, metavar=("X0", "Y0", "SIDE"),
+                   help="square crop of the --picture image")
+    a = p.parse_args(argv)
+    if a.picture:
+        print(picture(a.models[0], *a.picture, crop=a.crop))
+        return
+    windows = validation_windows(a.size, a.window, a.count, cache=a.cache)
+    results = {}
+    if a.baseline:
+        masks = np.concatenate([w["mask"].ravel() for w in windows]) > 0.5
+        canon = np.concatenate([w["canonical"].reshape(-1, 3) for w in windows])[masks]
+        depth = float(np.median(np.concatenate([w["depth"].ravel() for w in windows])[masks]))
+        results["baseline (mean)"] = evaluate(Baseline(canon.mean(0), depth), windows)
+    for path in a.models:
+        pred = OnnxPredictor(path, a.threads)
+        r = evaluate(pred, windows, pred.desc.metric)
+        r["fps"] = pred.frames / max(pred.seconds, 1e-9)
+        results[path.name] = r
+    text = table(results)
+    print(text)
+    if a.out:
+        a.out.write_text(text + "\n")
+        a.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

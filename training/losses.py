@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Training losses: confidence-weighted regression, gradient losses on depth and canonical maps,
+mask, intrinsics, and depth-scale consistency across the frames of a window.
+
+Depth is metric: the loss compares log depth (so errors are relative, about 1 % per 0.01), plus a
+relief term that compares log depth with its per-frame masked mean removed (the face's shape,
+independent of its distance), plus gradients of log depth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights and error scales. With L1-type terms the gradient per pixel is weight / scale, so
+    the scales put the terms on comparable footing (about 10 per face pixel for canonical and
+    relief, 5 at most for the mask); canonical keeps the paper's 5x over depth shape."""
+
+    depth: float = 0.5  # absolute (metric) log depth: weaker, the focal/distance ambiguity is large
+    depth_relief: float = 0.2
+    depth_grad: float = 0.2
+    canonical: float = 5.0
+    canonical_grad: float = 2.0
+    mask: float = 5.0
+    intrinsics: float = 0.5
+    consistency: float = 0.05
+    alpha: float = 0.2  # weight of -log(confidence)
+    depth_scale: float = 0.2  # absolute log-depth error that counts as 1
+    relief_scale: float = 0.02  # log-depth relief / gradient error that counts as 1
+    canonical_scale: float = 0.5  # canonical error (its own units) that counts as 1
+
+
+def masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean of x over m (both broadcastable); 0 when m is empty."""
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def confidence_regression(err: torch.Tensor, conf: torch.Tensor, m: torch.Tensor,
+                          alpha: float) -> torch.Tensor:
+    """The paper's conf * error - alpha * log(conf), over the mask."""
+    return masked_mean(conf * err - alpha * torch.log(conf), m)
+
+
+def gradient_loss(pred: torch.Tensor, true: torch.Tensor, m: torch.Tensor,
+                  scales: int = 3) -> torch.Tensor:
+    """L1 between finite differences of pred and true (.., H, W[, C]) where both pixels of a pair
+    are valid, at `scales` strides (1, 2, 4)."""
+    if pred.dim() == m.dim() + 1:  # channels last
+        pred, true = pred.movedim(-1, -3), true.movedim(-1, -3)
+        m = m.unsqueeze(-3)
+    total = pred.new_zeros(())
+    for k in range(scales):
+        step = 2 ** k
+        d = pred - true
+        gx = (d[..., :, step:] - d[..., :, :-step]).abs()
+        gy = (d[..., step:, :] - d[..., :-step, :]).abs()
+        mx = m[..., :, step:] * m[..., :, :-step]
+        my = m[..., step:, :] * m[..., :-step, :]
+        total = total + masked_mean(gx, mx.expand_as(gx)) + masked_mean(gy, my.expand_as(gy))
+    return total / scales
+
+
+def frame_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Masked mean over each frame's pixels: (N, S, H, W) -> (N, S, 1, 1)."""
+    return (x * m).sum((-2, -1), keepdim=True) / m.sum((-2, -1), keepdim=True).clamp_min(1.0)
+
+
+def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                w: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+    """All loss terms (and their weighted sum under 'total') for one batch.
+
+    out: the network's dict; batch: depth (N,S,H,W) metres, canonical (N,S,H,W,3), mask (N,S,H,W),
+    intrinsics (N,S,3,3)."""
+    m = (batch["mask"] > 0.5).float()
+    valid = m * (batch["depth"] > 0).float()
+    log_pred = torch.log(out["depth"].clamp_min(1e-4))
+    log_true = torch.log(batch["depth"].clamp_min(1e-4))
+    d_err = (log_pred - log_true).abs() / w.depth_scale
+    terms = {"depth": confidence_regression(d_err, out["depth_conf"], valid, w.alpha)}
+    rel_pred = log_pred - frame_mean(log_pred, valid)
+    rel_true = log_true - frame_mean(log_true, valid)
+    terms["depth_relief"] = masked_mean((rel_pred - rel_true).abs(), valid) / w.relief_scale
+    terms["depth_grad"] = gradient_loss(log_pred, log_true, valid) / w.relief_scale
+    c_err = (out["canonical"] - batch["canonical"]).norm(dim=-1) / w.canonical_scale
+    terms["canonical"] = confidence_regression(c_err, out["canonical_conf"], m, w.alpha)
+    terms["canonical_grad"] = gradient_loss(out["canonical"], batch["canonical"], m) / w.canonical_scale
+    terms["mask"] = F.binary_cross_entropy_with_logits(out["mask_logit"], batch["mask"].float())
+    k_pred, k_true = out["intrinsics"], batch["intrinsics"]
+    width = float(out["depth"].shape[-1])
+    terms["intrinsics"] = ((torch.log(k_pred[..., 0, 0] / k_true[..., 0, 0])).abs().mean()
+                           + (k_pred[..., :2, 2] - k_true[..., :2, 2]).abs().mean() / width * 10)
+    if log_pred.shape[1] > 1:  # one depth scale per window: the offsets must agree across frames
+        offset = frame_mean(log_pred - log_true, valid)
+        terms["consistency"] = (offset - offset.mean(1, keepdim=True)).abs().mean() / w.relief_scale
+    else:
+        terms["consistency"] = log_pred.new_zeros(())
+    weights = {"depth": w.depth, "depth_relief": w.depth_relief, "depth_grad": w.depth_grad,
+               "canonical": w.canonical, "canonical_grad": w.canonical_grad, "mask": w.mask,
+               "intrinsics": w.intrinsics, "consistency": w.consistency}
+    terms["total"] = sum(weights[k] * v for k, v in terms.items())
+    return terms
