@@ -69,20 +69,32 @@ def _fail(code: int, message: str) -> int:
 
 
 class TerminalProgress:
+    """A bar redrawn in place on a terminal; on a pipe or log file, a line per tenth of the job."""
+
     def __init__(self, stream=sys.stderr):
         self.stream, self.last = stream, ""
+        self.tty = stream.isatty()
+        self.logged = -1
 
-    def __call__(self, status) -> None:
+    def __call__(self, status, final: bool = False) -> None:
         width = 30
         filled = int(width * status.factor)
-        line = f"\r[{'#' * filled}{' ' * (width - filled)}] {status.text()}"
+        bar = f"[{'#' * filled}{' ' * (width - filled)}] {status.text()}"
+        if not self.tty:
+            tenth = int(10 * status.factor)
+            if tenth != self.logged or final:
+                self.logged = tenth
+                self.stream.write(bar + "\n")
+                self.stream.flush()
+            return
+        line = "\r" + bar
         if line != self.last:
             self.stream.write(line.ljust(len(self.last)))
             self.stream.flush()
             self.last = line
 
     def end(self) -> None:
-        if self.last:
+        if self.tty and self.last:
             self.stream.write("\n")
 
 
@@ -129,7 +141,7 @@ def run(args) -> int:
             time.sleep(0.01)
         bar.end()
         return _fail(EXIT_INTERRUPTED, "interrupted")
-    bar(job.status)
+    bar(job.status, final=True)
     bar.end()
     if job.status.note:
         print(f"face_anything: note: {job.status.note}", file=sys.stderr)
