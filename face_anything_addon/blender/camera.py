@@ -112,9 +112,9 @@ def find_background(source) -> Background:
     if not target.exists():
         raise FootageError(f"footage not found: {target}")
     if target.is_dir():
-        files = fo._folder_sequence(target)
+        files = fo.folder_sequence(target)
     elif target.suffix.lower() in fo.IMAGE_FAMILIES:
-        files = fo._file_sequence(target)
+        files = fo.file_sequence(target)
     elif target.suffix.lower() in fo.MOVIE_EXTENSIONS:
         return Background("MOVIE", target, 1, 0)  # the frame count comes with the image
     else:

@@ -79,10 +79,10 @@ def open_footage(path: str | os.PathLike, frame_range: tuple[int, int] | None = 
     if not target.exists():
         raise FootageError(f"footage not found: {target}")
     if target.is_dir():
-        return _sequence_footage(target.name, target, _folder_sequence(target), frame_range)
+        return _sequence_footage(target.name, target, folder_sequence(target), frame_range)
     suffix = target.suffix.lower()
     if suffix in IMAGE_FAMILIES:
-        return _sequence_footage(target.name, target, _file_sequence(target), frame_range)
+        return _sequence_footage(target.name, target, file_sequence(target), frame_range)
     if suffix in MOVIE_EXTENSIONS:
         return _movie_footage(target.name, target, frame_range)
     raise FootageError(f"{target} is neither an image ({_ACCEPTED}) nor a movie file "
@@ -104,7 +104,7 @@ def footage_from_clip(clip: bpy.types.MovieClip,
     if path.suffix.lower() not in IMAGE_FAMILIES:
         raise FootageError(f"movie clip {clip.name!r}: {path.name} is not an accepted image type "
                            f"({_ACCEPTED})")
-    files = _file_sequence(path)
+    files = file_sequence(path)
     first = frame_number(path)
     shift = 0 if first is None else 1 - first - clip.frame_offset  # a still image: one frame, 1
     return _sequence_footage(clip.name, path, files, frame_range, shift=shift, lowest=1,
@@ -130,7 +130,7 @@ def _listing(names: Iterable[str], most: int = 6) -> str:
     return ", ".join(names[:most]) + more
 
 
-def _folder_sequence(folder: Path) -> dict[int, Path]:
+def folder_sequence(folder: Path) -> dict[int, Path]:
     """All accepted images directly in `folder` (hidden files skipped), keyed by frame number."""
     try:
         files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_FAMILIES
@@ -142,7 +142,7 @@ def _folder_sequence(folder: Path) -> dict[int, Path]:
     return _numbered(sorted(files, key=lambda p: natural_key(p.name)), folder)
 
 
-def _file_sequence(file: Path) -> dict[int, Path]:
+def file_sequence(file: Path) -> dict[int, Path]:
     """The numbered sequence `file` belongs to: its folder's files with the same name before the
     number and the same image type. A file without a number is a one-frame sequence, number 1."""
     if frame_number(file) is None:

@@ -71,8 +71,8 @@ def test_tracks_and_3d_positions_match_the_truth(shot):
     angle = np.degrees(np.arccos(np.clip((np.trace(r.T @ truth) - 1) / 2, -1, 1)))
     assert angle < 1.0
     assert cap.marker_names == ["nose"]
-    np.testing.assert_allclose(cap.marker_xyz[:, 0], cap.positions[:, cap.marker_names.index(
-        "nose") * 0 + int(np.argmin(MESH.rest[:, 2]))], atol=1e-6)
+    nose = int(np.argmin(MESH.rest[:, 2]))
+    np.testing.assert_allclose(cap.marker_xyz[:, 0], cap.positions[:, nose], atol=1e-6)
 
 
 def test_hole_filling_on_held_back_vertices(shot):
