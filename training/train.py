@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/default"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint's weights (fresh optimizer and schedule)")
     return p.parse_args(argv)
 
 
@@ -334,6 +336,8 @@ def train(args: argparse.Namespace,
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     step, best, elapsed = 0, float("inf"), 0.0
     last = args.out / "last.pt"
+    if args.init is not None and not (args.resume and last.exists()):
+        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=False)["model"])
     if args.resume and last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
