@@ -297,7 +297,10 @@ class PropBuilder:
         band_y = torch.tensor([-0.17, -0.21, -0.25, -0.28], device=dev)
         rings = []
         for y in band_y:
-            sel = body[(body[:, 1] - y).abs() < 0.015]
+            dist = (body[:, 1] - y).abs()
+            sel = body[dist < 0.015]
+            if len(sel) < 3:  # a short or unusual bust: the band's nearest vertices instead
+                sel = body[dist.topk(min(16, len(dist)), largest=False).indices]
             lo, hi = sel.min(0).values, sel.max(0).values
             rings.append(torch.stack([(lo[0] + hi[0]) / 2, y, (lo[2] + hi[2]) / 2,
                                       (hi[0] - lo[0]) / 2, (hi[2] - lo[2]) / 2]))

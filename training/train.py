@@ -111,9 +111,19 @@ def synthetic_source(split: str, size: int, window: int, seed: int,
 
 
 def _render_worker(source, split, size, window, seed, queue, threads: int) -> None:
+    """Renders forever. A sample that fails to render is reported on stderr and the source
+    restarts with a derived seed, so one bad draw never silently ends the run's data."""
+    import sys
+    import traceback
+
     torch.set_num_threads(threads)
-    for sample in source(split, size, window, seed):
-        queue.put(pack(sample))
+    for restart in range(1_000_000):
+        try:
+            for sample in source(split, size, window, seed + 7_777_777 * restart):
+                queue.put(pack(sample))
+        except Exception:  # noqa: BLE001 - any render failure: report, then go on
+            print(f"render worker: a sample failed (restart {restart + 1}):\n"
+                  f"{traceback.format_exc()}", file=sys.stderr, flush=True)
 
 
 class BackgroundSource:
@@ -139,6 +149,9 @@ class BackgroundSource:
                 items.append(self.queue.get_nowait())
         except q.Empty:
             pass
+        if not items and not self.proc.is_alive():
+            raise RuntimeError(f"the background render process ended (exit code "
+                               f"{self.proc.exitcode}); its error is on stderr above")
         return items
 
     def close(self) -> None:

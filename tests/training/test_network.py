@@ -99,6 +99,46 @@ def test_training_checkpoints_and_resumes(tmp_path):
     assert "optimizer" in ckpt and ckpt["config"]["width"] == 32
 
 
+def test_init_starts_from_another_runs_weights_with_a_fresh_schedule(tmp_path):
+    train(_args(tmp_path / "a", 5), standin_source)
+    start, _ = load_model(tmp_path / "a" / "best.pt")
+    record = train(_args(tmp_path / "b", 1, "--init", str(tmp_path / "a" / "best.pt")),
+                   standin_source)
+    assert record["step"] == 1  # counted from zero: a new run, not a resume
+    after, _ = load_model(tmp_path / "b" / "last.pt")
+    fresh = FaceAnythingNet(get_config("test-tiny")).state_dict()
+    # one small step away from the initial weights, far from a fresh random network
+    gap_start = sum(float((a - b).abs().sum()) for a, b in zip(start.state_dict().values(),
+                                                               after.state_dict().values()))
+    gap_fresh = sum(float((a - b).abs().sum()) for a, b in zip(fresh.values(),
+                                                               after.state_dict().values()))
+    assert gap_start < 0.5 * gap_fresh
+
+
+def _failing_source(split, size, window, seed):
+    """Standin windows, except that a source started with an even seed fails on its 2nd draw."""
+    src = standin_source(split, size, window, seed)
+    yield next(src)
+    if seed % 2 == 0:
+        raise ValueError("a bad draw")
+    yield from src
+
+
+def test_background_render_worker_survives_a_failing_sample():
+    from training.train import BackgroundSource
+
+    worker = BackgroundSource(_failing_source, "train", 28, 2, seed=0)
+    try:
+        got = []
+        for _ in range(100):
+            got += worker.poll(block=True)
+            if len(got) >= 4:
+                break
+        assert len(got) >= 4 and worker.proc.is_alive()
+    finally:
+        worker.close()
+
+
 def test_relief_error_of_a_plane_is_one_and_of_the_truth_zero():
     rng = np.random.default_rng(0)
     true = 0.5 + 0.03 * rng.standard_normal(500)
