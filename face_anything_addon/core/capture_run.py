@@ -7,11 +7,12 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from .capture import Capture
 from .contract import ModelDescription, describe_model
 from .frames import Frame
+from .marker_picks import PickResult, resolve_picks
 from .pipeline import Pipeline, PipelineError, PipelineSettings, Progress
 from .session import open_session
 from .solve import CaptureSolver, Markers, SolveSettings
@@ -32,6 +33,8 @@ class CaptureSettings:
     reference_frame: int | None = None  # footage frame number for a REFERENCE mesh; None: first
     grid_vertices: int = 5000
     marker_picks: dict = field(default_factory=dict)  # name -> canonical xyz
+    # points picked in the footage (marker_picks.PixelPick), resolved before the solve
+    pixel_picks: list = field(default_factory=list)
 
 
 def bundled_templates(folder: Path = ASSETS) -> dict[str, Path]:
@@ -50,9 +53,15 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
                 settings: CaptureSettings | None = None,
                 progress: Callable[[Progress], None] | None = None,
                 cancel: threading.Event | None = None,
-                on_session: Callable[[object], None] | None = None) -> Capture | None:
+                on_session: Callable[[object], None] | None = None,
+                pick_frames: Mapping[int, Frame] | None = None,
+                on_picks: Callable[[PickResult], None] | None = None) -> Capture | None:
     """Footage -> Capture, or None when cancelled. `frames` must be re-iterable when the face
     region is automatic or the mesh comes from a reference frame.
+
+    settings.pixel_picks become markers named after them: each is resolved on its own frame,
+    taken from `pick_frames` (frame number -> Frame), before the solve; `on_picks` gets the
+    outcome (picks left out, and why) and the capture's settings record it ("marker_picks").
 
     Raises ContractError (bad model file), RuntimeUnavailable (provider), PipelineError,
     SolveError, TemplateGridError, each with a message for the user."""
@@ -65,7 +74,18 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     template = _template(model, settings, frames, session)
     if template is None or cancel.is_set():
         return None
-    markers = Markers.from_template(template, settings.solve.marker_count, settings.marker_picks)
+    picks, resolved = dict(settings.marker_picks), None
+    if settings.pixel_picks:
+        reserved = Markers.from_template(template, settings.solve.marker_count, picks).names
+        resolved = resolve_picks(session, settings.pipeline, settings.pixel_picks,
+                                 pick_frames or {}, template, min_weight=settings.solve.min_weight,
+                                 reserved=reserved, cancel=cancel)
+        if cancel.is_set():
+            return None
+        picks.update(resolved.canonical)
+        if on_picks:
+            on_picks(resolved)
+    markers = Markers.from_template(template, settings.solve.marker_count, picks)
     solver = CaptureSolver(template, settings.solve, markers)
     pipeline = Pipeline(session, settings.pipeline, progress, cancel)
     for prediction in pipeline.run(frames, frame_count):
@@ -75,8 +95,11 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     camera = pipeline.shot_intrinsics() if settings.pipeline.shot_focal else None
     record = {"pipeline": asdict(settings.pipeline), "provider": session.providers[0],
               "mesh": settings.mesh, "model_path": str(model.path)}
-    return solver.finish(camera=camera, footage_name=footage_name, footage_size=footage_size,
-                         fps=fps, model=model, settings=record)
+    capture = solver.finish(camera=camera, footage_name=footage_name, footage_size=footage_size,
+                            fps=fps, model=model, settings=record)
+    if resolved is not None:
+        capture.settings["marker_picks"] = resolved.record(capture)
+    return capture
 
 
 def _template(model: ModelDescription, settings: CaptureSettings, frames, session):
