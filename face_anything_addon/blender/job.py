@@ -17,7 +17,9 @@ from pathlib import Path
 from ..core.capture import Capture
 from ..core.capture_run import CaptureSettings, run_capture
 from ..core.frame_feed import FeedClosed, FrameFeed
+from ..core.marker_picks import PickResult
 from ..core.pipeline import Progress
+from . import clip_picks
 from .footage import Footage
 
 
@@ -31,6 +33,7 @@ class JobStatus:
     message: str = ""
     providers: list[str] = field(default_factory=list)
     note: str = ""  # e.g. why CUDA is not used
+    warnings: list[str] = field(default_factory=list)  # e.g. clip tracks left out, and why
 
     @property
     def factor(self) -> float:
@@ -56,7 +59,8 @@ class ReconstructJob:
     TICK_BUDGET_S = 0.025  # decoding time per tick on the main thread
 
     def __init__(self, footage: Footage, settings: CaptureSettings, model_path=None,
-                 fps: float = 24.0, background=None):
+                 fps: float = 24.0, background=None, pick_frames: dict | None = None,
+                 warnings: list[str] | None = None):
         self.footage = footage
         self.background = background  # what the scene shows behind the camera (path or clip)
         self.settings = settings
@@ -72,6 +76,10 @@ class ReconstructJob:
         self._thread: threading.Thread | None = None
         self.capture: Capture | None = None
         self.error: BaseException | None = None
+        # settings.pixel_picks: their frames (decoded on the main thread), and what became of them
+        self.pick_frames = pick_frames or {}
+        self.picks: PickResult | None = None
+        self.status.warnings = list(warnings or [])
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -115,6 +123,10 @@ class ReconstructJob:
         else:
             self.capture = outcome
             self.status.phase, self.status.message = "done", f"{outcome.frame_count} frames solved"
+            if self.picks is not None:
+                self.status.warnings += [clip_picks.warning(name, why)
+                                         for name, why in self.picks.rejected.items()]
+                self.status.warnings += clip_picks.offset_warnings(outcome)
         return True
 
     def run(self, poll_s: float = 0.001) -> Capture | None:
@@ -152,12 +164,16 @@ class ReconstructJob:
                 self.feed, footage_name=self.footage.name, footage_size=self.footage.size,
                 fps=self.fps, frame_count=len(self.footage), model_path=self.model_path,
                 settings=self.settings, progress=self._progress.put, cancel=self.cancel_event,
-                on_session=self._session_opened)
+                on_session=self._session_opened, pick_frames=self.pick_frames,
+                on_picks=self._picks_resolved)
             self._result.put(None if self.cancel_event.is_set() else capture)
         except FeedClosed as exc:
             self._result.put(None if self.cancel_event.is_set() else exc)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread to report
             self._result.put(exc)
+
+    def _picks_resolved(self, picks: PickResult) -> None:
+        self.picks = picks  # read by the main thread only after the worker has finished
 
     def _session_opened(self, session) -> None:
         self.status.providers = list(session.providers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bpy
 
 from ..core.runtime_info import runtime_info
+from .clip_picks import track_count
 from .reconstruct import CURRENT
 
 
@@ -43,6 +44,8 @@ class _FaceAnythingPanel:
         if job is None and last.phase in ("done", "failed", "cancelled"):
             icon = {"done": "CHECKMARK", "failed": "ERROR", "cancelled": "INFO"}[last.phase]
             layout.label(text=last.message, icon=icon)
+            for text in last.warnings:
+                layout.label(text=text, icon="ERROR")
 
         box = layout.box()
         box.label(text="Settings")
@@ -57,6 +60,11 @@ class _FaceAnythingPanel:
             col.prop(settings, "reference_frame")
             col.prop(settings, "grid_vertices")
         col.prop(settings, "marker_count")
+        if clip is not None:
+            row = col.row()
+            row.prop(settings, "use_clip_tracks")
+            count = track_count(clip)
+            row.label(text=f"{count} track{'s' * (count != 1)}")
         col.prop(settings, "smoothing")
         col.prop(settings, "storage")
 
@@ -66,6 +74,11 @@ class _FaceAnythingPanel:
         col.operator("faceanything.rebuild_scene", icon="FILE_REFRESH")
         col.operator("faceanything.export_alembic", icon="EXPORT")
         col.operator("faceanything.export_markers", icon="EXPORT")
+        if self.bl_space_type == "VIEW_3D":
+            col = box.column(align=True)
+            col.prop(settings, "vertex_marker_name")
+            op = col.operator("faceanything.add_vertex_markers", icon="EMPTY_AXIS")
+            op.name = settings.vertex_marker_name
 
         info = runtime_info()
         layout.label(text=f"ONNX Runtime {info.version}" if info.ok else info.error,

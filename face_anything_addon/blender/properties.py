@@ -51,6 +51,15 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=10.0,
                              description="Temporal filtering in frames (zero-lag, never across "
                                          "a gap in the footage); 0 is off")
+    use_clip_tracks: BoolProperty(
+        name="Use Clip Tracks as Markers", default=True,
+        description="Footage from the Movie Clip Editor: every track of the clip becomes a marker "
+                    "named after it, tracked over the whole shot like the landmarks (placed by "
+                    "hand with Ctrl+click on a frame where the face is clear)")
+    vertex_marker_name: StringProperty(
+        name="Marker Name", default="vertex",
+        description="Name of the marker added for one selected vertex; with several, each is "
+                    "named <name>_<vertex index>")
     storage: EnumProperty(
         name="Animation", default="SHAPE_KEYS",
         items=(("SHAPE_KEYS", "Shape Keys", "One shape key per frame, saved in the .blend"),

@@ -10,7 +10,7 @@ import bpy
 from ..core.capture_run import DEFAULT_MODEL
 from ..core.contract import ContractError, describe_model
 from ..core.errors import FootageError
-from . import preferences
+from . import clip_picks, preferences, result, vertex_markers
 from .footage import footage_from_clip, open_footage
 from .job import JobStatus, ReconstructJob, capture_path
 from .properties import capture_settings, frame_range
@@ -24,9 +24,10 @@ def _model_path(prefs) -> Path:
     return Path(chosen) if chosen else DEFAULT_MODEL
 
 
-def _source(context, settings):
+def _source(context, settings, clip=None):
     """(footage, what build_scene shows as background), or FootageError."""
-    clip = getattr(context.space_data, "clip", None) if context.space_data else None
+    if clip is None:
+        clip = getattr(context.space_data, "clip", None) if context.space_data else None
     if clip is not None:
         return footage_from_clip(clip, frame_range(settings)), clip
     if not settings.footage_path:
@@ -43,15 +44,23 @@ def _fps(context, clip) -> float:
     return render.fps / render.fps_base
 
 
-def start_job(context) -> tuple[ReconstructJob, object]:
-    """Check everything that can be checked up front; raise FootageError / ContractError."""
+def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
+    """Check everything that can be checked up front; raise FootageError / ContractError.
+    clip: a Movie Clip to use as footage (default: the Movie Clip Editor's clip, if any)."""
     prefs = preferences.preferences()
     settings = context.scene.face_anything
-    footage, background = _source(context, settings)
+    footage, background = _source(context, settings, clip)
     model = _model_path(prefs)
     describe_model(model)  # a bad model file is reported now, not after the footage is read
-    job = ReconstructJob(footage, capture_settings(settings, prefs), model,
-                         fps=_fps(context, background), background=background)
+    config = capture_settings(settings, prefs)
+    pick_frames, warnings = {}, []
+    if isinstance(background, bpy.types.MovieClip) and settings.use_clip_tracks:
+        picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size)
+        warnings = [clip_picks.warning(name, why) for name, why in left_out.items()]
+        pick_frames = clip_picks.read_frames(background, {p.frame for p in picks})
+        config.pixel_picks = picks
+    job = ReconstructJob(footage, config, model, fps=_fps(context, background),
+                         background=background, pick_frames=pick_frames, warnings=warnings)
     return job, background
 
 
@@ -65,7 +74,14 @@ def finish_job(context, job: ReconstructJob):
     path = capture_path(bpy.data.filepath, cache, job.capture.footage_name)
     job.capture.save(path)
     storage = context.scene.face_anything.storage
-    return build_scene(context, job.capture, job.background, storage=storage, capture_path=path)
+    # markers added from vertices of the previous result carry over when the mesh is the same
+    previous = result.results_for(job.capture.footage_name)
+    carried = vertex_markers.carry_over(job.capture, previous[0] if previous else None)
+    job.status.warnings += carried.warnings
+    collection = build_scene(context, carried.capture, job.background, storage=storage,
+                             capture_path=path)
+    vertex_markers.store(collection, carried.kept)
+    return collection
 
 
 class FACEANYTHING_OT_reconstruct(bpy.types.Operator):
@@ -109,6 +125,8 @@ class FACEANYTHING_OT_reconstruct(bpy.types.Operator):
             self.report({"WARNING"}, "Cancelled: nothing was changed")
             return {"CANCELLED"}
         finish_job(context, job)
+        CURRENT["last"] = job.status
+        _report_warnings(self, job.status)
         return {"FINISHED"}
 
     def modal(self, context, event):
@@ -143,6 +161,7 @@ class FACEANYTHING_OT_reconstruct(bpy.types.Operator):
             self.report({"ERROR"}, f"Could not build the scene: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"{collection.name}: {job.capture.frame_count} frames")
+        _report_warnings(self, job.status)
         return {"FINISHED"}
 
     def cancel(self, context):  # Blender closing the operator (e.g. file load)
@@ -165,6 +184,11 @@ class FACEANYTHING_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         CURRENT["job"].cancel()
         return {"FINISHED"}
+
+
+def _report_warnings(op, status) -> None:
+    for text in status.warnings:
+        op.report({"WARNING"}, text)
 
 
 def _redraw(context):

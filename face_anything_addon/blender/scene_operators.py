@@ -11,7 +11,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from ..core.capture import Capture, CaptureError
 from ..core.errors import FootageError
-from . import export, result, scene
+from . import export, result, scene, vertex_markers
 
 STORAGE_ITEMS = (
     ("SHAPE_KEYS", "Shape Keys", "One shape key per frame, stored in the .blend"),
@@ -107,15 +107,19 @@ class FACEANYTHING_OT_rebuild_scene(bpy.types.Operator):
                 bpy.path.abspath(footage)).exists():
             self.report({"WARNING"}, f"Footage {footage} not found: built without a background")
             footage = None
+        carried = vertex_markers.carry_over(capture, old)  # markers added from vertices
         try:
-            built = scene.build_scene(context, capture, footage, storage=storage,
+            built = scene.build_scene(context, carried.capture, footage, storage=storage,
                                       marker_filter=marker_filter,
                                       capture_path=bpy.path.abspath(path), frame_offset=offset)
         except (ValueError, OSError, FootageError, CaptureError) as err:
             self.report({"ERROR"}, f"Rebuild failed, nothing was changed: {err}")
             return {"CANCELLED"}
+        vertex_markers.store(built, carried.kept)
         self.report({"INFO"}, f"Rebuilt {built.name}: {capture.frame_count} frames, "
                               f"{len(capture.rest_vertices)} vertices, storage {storage}")
+        for text in carried.warnings:
+            self.report({"WARNING"}, text)
         return {"FINISHED"}
 
     def _footage(self, old):
@@ -200,6 +204,9 @@ class FACEANYTHING_OT_export_markers(_ResultExport, bpy.types.Operator):
         capture = _capture_of(self, coll)
         if capture is None:
             return {"CANCELLED"}
+        # with the markers added from vertices of the result's mesh
+        capture = vertex_markers.with_vertex_markers(
+            capture, vertex_markers.definitions(coll)).capture
         path = Path(bpy.path.abspath(self.filepath))
         if path.suffix.lower() not in (".csv", ".json"):  # an explicit extension wins
             path = path.with_name(path.name + "." + self.file_format.lower())
