@@ -5,8 +5,11 @@
     for prediction in pipeline.run(footage, total=len(footage.frame_numbers)):
         ...  # maps at model resolution, intrinsics in footage pixels, the crop box
 
-Frames are never all in memory: one window of S frames at model resolution is. Safe to run in a
-worker thread (no global state). `cancel.set()` stops it cleanly before the next window.
+Frames are never all in memory: they are read and prepared one at a time on the calling thread
+(full resolution only while prepared), and two windows of S frames at model resolution exist at a
+time: the network runs on one in a worker thread (ONNX Runtime releases the GIL) while the next is
+prepared (`PipelineSettings.pipelined`; off: one after the other on the calling thread). Safe to
+run in a worker thread (no global state). `cancel.set()` stops it cleanly within one window.
 With `face_region="auto"`, `frames` is iterated twice (a quick detection pass at low resolution,
 then the prediction pass), so it must be re-iterable (a footage object or a list).
 """
@@ -14,14 +17,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .frames import Frame
-from .preprocess import Crop, crop_for_box, full_frame_crop, model_input_size, normalise, resample
+from .preprocess import Crop, crop_for_box, full_frame_crop, model_input_size, prepare
 from .session import ModelSession
 
 MAP_OUTPUTS = ("depth", "depth_conf", "canonical", "canonical_conf", "mask")
@@ -44,6 +47,7 @@ class PipelineSettings:
     align_depth_scale: bool = True  # relative-depth models: chain scale through window overlaps
     shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
     face_threshold: float = 0.5
+    pipelined: bool = True  # the network runs in its own thread while the next window is prepared
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,15 @@ def smooth_boxes(boxes: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([np.convolve(padded[:, c], k, mode="valid") / norm for c in range(4)], 1)
 
 
+def _check_size(frame: Frame, first: tuple[int, int] | None) -> tuple[int, int]:
+    """The footage's frame size; PipelineError when `frame` is not that size."""
+    if first is not None and frame.size != first:
+        raise PipelineError(f"frame {frame.number} is {frame.size[0]} x {frame.size[1]}, the "
+                            f"footage started at {first[0]} x {first[1]}: all frames must "
+                            f"share one size")
+    return frame.size
+
+
 def grow_box(box, margin: float) -> np.ndarray:
     x0, y0, x1, y1 = box
     dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
@@ -124,12 +137,72 @@ def grow_box(box, margin: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A frame as the model takes it: 3 x H x W normalised, with where it came from."""
+    """A frame as the model takes it: 3 x H x W normalised (a slot of its window's input), with
+    where it came from."""
 
     number: int
     size: tuple[int, int]
     crop: Crop
     tensor: np.ndarray
+
+
+class _Batch:
+    """Up to `capacity` prepared frames, written straight into the model's input array
+    [1, S, 3, H, W] (no stacking); one new array per window, so a window being run is never
+    written to."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.items: list[_Prepared] = []
+        self._array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def slot(self, crop: Crop) -> np.ndarray:
+        if self._array is None:
+            self._array = np.empty((1, self.capacity, 3, crop.out_h, crop.out_w), np.float32)
+        elif self._array.shape[-2:] != (crop.out_h, crop.out_w):
+            raise PipelineError(f"model input {crop.out_w} x {crop.out_h} differs within a window "
+                                f"({self._array.shape[-1]} x {self._array.shape[-2]})")
+        return self._array[0, len(self.items)]
+
+    def keep(self, prepared: _Prepared) -> None:
+        """A frame of the previous window that this one shares (window overlap)."""
+        slot = self.slot(prepared.crop)
+        np.copyto(slot, prepared.tensor)
+        self.items.append(replace(prepared, tensor=slot))
+
+    @property
+    def images(self) -> np.ndarray:
+        return self._array[:, :len(self.items)]
+
+
+class _Runner:
+    """Runs the model on batches: in one worker thread when `threaded` (the caller prepares the
+    next window meanwhile), else at once on the caller's thread."""
+
+    def __init__(self, session: ModelSession, threaded: bool):
+        self.session = session
+        self._pool = ThreadPoolExecutor(1, "face-anything-model") if threaded else None
+
+    def submit(self, batch: _Batch) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(self._run, batch)
+        done: Future = Future()
+        try:
+            done.set_result(self._run(batch))
+        except Exception as exc:  # noqa: BLE001 - raised by result(), as from the thread
+            done.set_exception(exc)
+        return done
+
+    def _run(self, batch: _Batch) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.session.run(batch.images).items()}
+
+    def close(self) -> None:
+        """Waits for a run in progress (never leaves a thread behind)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -189,45 +262,59 @@ class Pipeline:
 
     # ---------------------------------------------------------------- running the model
 
-    def _prepare(self, frame: Frame, crop: Crop) -> _Prepared:
-        """Crop, resize and normalise a frame at once, so no full-resolution frame is held."""
-        tensor = normalise(resample(frame.image, crop), self.model.mean, self.model.std)
-        return _Prepared(frame.number, frame.size, crop, tensor)
-
-    def _predict(self, prepared: list[_Prepared]) -> dict[str, np.ndarray]:
-        out = self.session.run(np.stack([p.tensor for p in prepared])[None])
-        return {k: v[0] for k, v in out.items()}
+    def _prepare(self, frame: Frame, crop: Crop, batch: _Batch) -> None:
+        """Crop, resize and normalise a frame into its window's input at once, so no
+        full-resolution frame is held. `crop` is in footage pixels, the image may be reduced."""
+        slot = batch.slot(crop)
+        prepare(frame.image, crop.scaled(*frame.scale), self.model.mean, self.model.std, out=slot)
+        batch.items.append(_Prepared(frame.number, frame.size, crop, slot))
 
     def detect_boxes(self, frames: Iterable[Frame], total: int = 0) -> dict[int, np.ndarray]:
         """Face boxes (footage pixels, smoothed, margin added) for every frame number."""
+        runner = _Runner(self.session, self.settings.pipelined)
+        try:
+            return self._detect_boxes(frames, total, runner)
+        finally:
+            runner.close()
+
+    def _detect_boxes(self, frames, total: int, runner: _Runner) -> dict[int, np.ndarray]:
         s = self.settings
         longest = s.detect_resolution - s.detect_resolution % self.model.patch_size
         clock = _Clock("detect", total, self.progress)
-        numbers, batch = [], []
+        numbers = []
         found = []  # per frame: box, or nan (not looked at, or no face)
+        batch, positions = _Batch(self.model.max_window), []
+        running = None  # (future, batch, positions) on the network now
 
-        def flush():
-            out = self._predict([p for _, p in batch])
+        def collect(future, done: _Batch, where: list[int]) -> None:
+            out = future.result()
             weights = face_weight(out.get("mask"), out["canonical_conf"])
-            for i, (pos, prepared) in enumerate(batch):
+            for i, prepared in enumerate(done.items):
                 box = box_from_weight(weights[i], prepared.crop, s.face_threshold)
                 if box is not None:
-                    found[pos] = box
-            batch.clear()
+                    found[where[i]] = box
 
+        first_size = None
         for i, frame in enumerate(frames):
             if self.cancel.is_set():
                 self.cancelled = True
                 return {}
+            first_size = _check_size(frame, first_size)
             numbers.append(frame.number)
             found.append(np.full(4, np.nan))
             if i % max(s.detect_every, 1) == 0:
-                batch.append((i, self._prepare(frame, self._whole_frame(frame.size, longest))))
-                if len(batch) == self.model.max_window:
-                    flush()
+                self._prepare(frame, self._whole_frame(frame.size, longest), batch)
+                positions.append(i)
+                if len(batch) == batch.capacity:
+                    if running:
+                        collect(*running)
+                    running = (runner.submit(batch), batch, positions)
+                    batch, positions = _Batch(self.model.max_window), []
             clock.report(i + 1)
+        if running:
+            collect(*running)
         if batch:
-            flush()
+            collect(runner.submit(batch), batch, positions)
         if not numbers:
             raise PipelineError("the footage has no frames")
         boxes = np.array(found, np.float64)
@@ -263,46 +350,76 @@ class Pipeline:
                 return self._whole_frame(frame.size, longest)
             return crop_for_box(s.face_region, *out_size)
 
+        runner = _Runner(self.session, s.pipelined)
+        try:
+            yield from self._windows(iter(frames), crop_of, runner, total)
+        finally:
+            runner.close()
+
+    def _windows(self, pending: Iterator[Frame], crop_of, runner: _Runner,
+                 total: int) -> Iterator[FramePrediction]:
+        s = self.settings
         step = s.window - (s.overlap if s.window > 1 else 0)
         clock = _Clock("predict", total, self.progress)
-        window: deque[_Prepared] = deque()
-        previous: dict[int, np.ndarray] = {}  # overlap frame number -> aligned depth, face weight
-        scale, done, first_size = 1.0, 0, None
-        pending = iter(frames)
-        exhausted = False
-        while not exhausted:
-            while len(window) < s.window:
+        first_size = None
+
+        def fill(batch: _Batch) -> None:
+            """Read and prepare frames until the window is full or the footage ends."""
+            nonlocal first_size
+            while len(batch) < batch.capacity:
                 frame = next(pending, None)
                 if frame is None:
-                    exhausted = True
-                    break
-                if first_size is None:
-                    first_size = frame.size
-                elif frame.size != first_size:
-                    raise PipelineError(f"frame {frame.number} is {frame.size[0]} x "
-                                        f"{frame.size[1]}, the footage started at {first_size[0]}"
-                                        f" x {first_size[1]}: all frames must share one size")
-                window.append(self._prepare(frame, crop_of(frame)))
-            if len(window) == len(previous):  # nothing new after the overlap
-                break
+                    return
+                first_size = _check_size(frame, first_size)
+                self._prepare(frame, crop_of(frame), batch)
+
+        batch = _Batch(s.window)
+        fill(batch)
+        if not batch:
+            raise PipelineError("the footage has no frames")
+        if self.cancel.is_set():
+            self.cancelled = True
+            return
+        running = runner.submit(batch)
+        previous: dict[int, tuple] = {}  # overlap frame number -> aligned depth, face weight
+        scale, done = 1.0, 0
+        while True:
+            # the next window is read and prepared while the network runs on this one
+            following, error = None, None
+            if not self.cancel.is_set():
+                following = _Batch(s.window)
+                for prepared in (batch.items[step:] if s.window > 1 else []):
+                    following.keep(prepared)
+                kept = len(following)
+                try:
+                    fill(following)
+                except Exception as exc:  # noqa: BLE001 - raised after this window's frames,
+                    error, following = exc, None  # where reading one window at a time raises it
+                if following is not None and len(following) == kept:
+                    following = None  # nothing new after the overlap
+            out = running.result()
             if self.cancel.is_set():
                 self.cancelled = True
                 return
-            out = self._predict(list(window))
+            if following is not None:
+                running = runner.submit(following)
             weights = face_weight(out.get("mask"), out["canonical_conf"])
-            scale = self._align(scale, previous, [p.number for p in window], out["depth"], weights)
-            for i, prepared in enumerate(window):
+            numbers = [p.number for p in batch.items]
+            scale = self._align(scale, previous, numbers, out["depth"], weights)
+            for i, prepared in enumerate(batch.items):
                 if prepared.number in previous:
                     continue  # already yielded by the previous window
                 yield self._frame_prediction(prepared, out, i, scale)
                 done += 1
             clock.report(done)
-            keep = list(window)[step:] if s.window > 1 else []
+            if error is not None:
+                raise error
+            if following is None:
+                return
+            keep = batch.items[step:] if s.window > 1 else []
             previous = {p.number: (out["depth"][i + step] * scale, weights[i + step])
                         for i, p in enumerate(keep)}
-            window = deque(keep)
-        if done == 0:
-            raise PipelineError("the footage has no frames")
+            batch = following
 
     def _align(self, scale, previous, numbers, depth, weights) -> float:
         """The factor for this window's depth: relative-depth models chain it through the frames
@@ -325,7 +442,8 @@ class Pipeline:
         self._focals.append(np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]]))
         return FramePrediction(
             number=prepared.number, footage_size=prepared.size, crop=prepared.crop,
-            depth=out["depth"][i] * scale, depth_conf=out["depth_conf"][i],
+            depth=out["depth"][i] * scale if scale != 1.0 else out["depth"][i],
+            depth_conf=out["depth_conf"][i],
             canonical=out["canonical"][i], canonical_conf=out["canonical_conf"][i],
             intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale)
 

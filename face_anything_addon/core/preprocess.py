@@ -4,6 +4,11 @@
 Coordinates are continuous pixel coordinates: pixel i covers [i, i + 1) and its centre is i + 0.5,
 in footage and in model input alike. A `Crop` maps model-input coordinates to footage coordinates
 exactly (`u_footage = x0 + u_input / scale_x`), and so maps intrinsics back (`to_footage_intrinsics`).
+A frame the reader decoded at reduced size is resampled through `Crop.scaled`: the crop, and so
+everything mapped back, stays in footage pixels.
+
+`prepare` is the per-frame path: `resample_planar` (area average by an integer factor, then a
+triangle filter; channels first, straight into the caller's buffer) and `normalise_planar` in place.
 """
 from __future__ import annotations
 
@@ -51,6 +56,14 @@ class Crop:
         sx, sy = self.scale
         return (np.asarray(points, np.float64) - (self.x0, self.y0)) * (sx, sy)
 
+    def scaled(self, sx: float, sy: float) -> "Crop":
+        """The same region in the pixels of a copy of the footage scaled by (sx, sy) (a reduced
+        frame, `Frame.scale`): the model input is unchanged."""
+        if (sx, sy) == (1.0, 1.0):
+            return self
+        return Crop(self.x0 * sx, self.y0 * sy, self.width * sx, self.height * sy,
+                    self.out_w, self.out_h)
+
     def to_footage_intrinsics(self, k: np.ndarray) -> np.ndarray:
         """3 x 3 intrinsics (..., 3, 3) in model-input pixels -> footage pixels."""
         sx, sy = self.scale
@@ -92,70 +105,181 @@ def _resample_taps(start: float, length: float, n_out: int, n_in: int):
     return np.clip(idx, 0, n_in - 1), weights.astype(np.float32)
 
 
-def _band_blocks(idx: np.ndarray, weights: np.ndarray, block: int):
-    """Yields (out slice, first input index, dense block matrix) of a banded resampling matrix:
-    output o = sum_t weights[o, t] * input[idx[o, t]], split into blocks of output samples."""
+# OpenBLAS runs a matrix product on one thread when m * n * k is at most this. Above it, it wakes
+# its worker threads, which then busy-wait for a while after the product and take the CPU from
+# ONNX Runtime's next run; every product here is cut to stay below it.
+_ONE_THREAD_MNK = 262144
+# With reduction, the triangle filter still shrinks by at least this factor after the area
+# average: then as anti-aliased as the triangle alone (measured on sines: passband and aliasing
+# within 0.03 of it), where averaging down to a factor of 1 to 2 aliases up to 0.5.
+_FINE_FACTOR = 1.5
+
+
+def _axis(start: float, length: float, n_out: int, n_in: int, k: int):
+    """One axis of a resampling: (a, m, idx, weights). Reduced sample i (0 <= i < m) is the sum
+    of the k input samples a + k i ... a + k i + k - 1 (clamped to the image: edges repeat); the
+    fine filter maps the reduced samples onto n_out outputs (idx into [0, m), weights that sum
+    to 1 per output). k = 1: no reduction, idx are input indices minus a."""
+    if k == 1:
+        idx, weights = _resample_taps(start, length, n_out, n_in)
+        a = int(idx.min())
+        return a, int(idx.max()) + 1 - a, idx - a, weights
+    # on the frame's own k-grid (every crop of a frame sees the same reduced samples), with a
+    # margin each side wider than the fine filter's support (in reduced samples)
+    pad = int(np.ceil(length / (k * n_out))) + 1
+    a = k * (int(np.floor(start / k)) - pad)
+    m = int(np.ceil((start + length - a) / k)) + pad + 1
+    idx, weights = _resample_taps((start - a) / k, length / k, n_out, m)
+    return a, m, idx, weights
+
+
+def _inside(a: int, m: int, k: int, n: int) -> tuple[int, int]:
+    """The reduced samples [i0, i1) whose k input samples all lie in [0, n)."""
+    i0 = min(m, max(0, -(a // k)))
+    i1 = max(i0, min(m, (n - a) // k))
+    return i0, i1
+
+
+def _box_rows(src: np.ndarray, a: int, m: int, k: int) -> np.ndarray:
+    """(n, N) -> (m, N): row i = sum of rows a + k i ... a + k i + k - 1 (clamped). One read of
+    the rows it covers (strided views, no copy of the source)."""
+    n = src.shape[0]
+    out = np.empty((m, src.shape[1]), np.float32)
+    i0, i1 = _inside(a, m, k, n)
+    if i1 > i0:
+        np.sum(src[a + k * i0:a + k * i1].reshape(i1 - i0, k, -1), axis=1, out=out[i0:i1])
+    for i in (*range(i0), *range(i1, m)):  # blocks that reach past the frame's edge
+        np.sum(src[np.clip(np.arange(a + k * i, a + k * i + k), 0, n - 1)], axis=0, out=out[i])
+    return out
+
+
+def _box_cols_planar(src: np.ndarray, a: int, m: int, k: int, c: int) -> np.ndarray:
+    """(R, n * C) channels interleaved -> (C, R, m) planar: column i = sum of columns a + k i ...
+    a + k i + k - 1 (clamped). k = 1: the columns [a, a + m) de-interleaved."""
+    rows, n = src.shape[0], src.shape[1] // c
+    pixels = src.reshape(rows, n, c)
+    out = np.empty((c, rows, m), np.float32)
+    i0, i1 = _inside(a, m, k, n)
+    if i1 > i0:
+        view = pixels[:, a + k * i0:a + k * i1]
+        for ch in range(c):
+            if k == 1:
+                np.copyto(out[ch, :, i0:i1], view[:, :, ch])
+                continue
+            np.add(view[:, 0::k, ch], view[:, 1::k, ch], out=out[ch, :, i0:i1])
+            for j in range(2, k):
+                out[ch, :, i0:i1] += view[:, j::k, ch]
+    for i in (*range(i0), *range(i1, m)):
+        cols = np.clip(np.arange(a + k * i, a + k * i + k), 0, n - 1)
+        out[:, :, i] = pixels[:, cols].sum(axis=1).T
+    return out
+
+
+def _band(idx: np.ndarray, weights: np.ndarray, block: int):
+    """The banded matrix of (idx, weights), cut into blocks of `block` output samples: (dense
+    blocks (nb, block, span), first input sample (nb,), end (nb,)). Clamped taps add up."""
     n_out, taps = idx.shape
-    for b in range(0, n_out, block):
-        i, w = idx[b:b + block], weights[b:b + block]
-        lo, hi = int(i.min()), int(i.max()) + 1
-        m = np.zeros((len(i), hi - lo), np.float32)
-        np.add.at(m, (np.repeat(np.arange(len(i)), taps), (i - lo).ravel()), w.ravel())
-        yield slice(b, b + len(i)), lo, m
+    nb = -(-n_out // block)
+    pad = nb * block - n_out
+    if pad:
+        idx = np.concatenate([idx, np.repeat(idx[-1:], pad, 0)])
+        weights = np.concatenate([weights, np.zeros((pad, taps), weights.dtype)])
+    grouped = idx.reshape(nb, block * taps)
+    lo, hi = grouped.min(axis=1), grouped.max(axis=1) + 1
+    span = int((hi - lo).max())
+    flat = (np.arange(nb * block)[:, None] * span + (idx - np.repeat(lo, block)[:, None]))
+    dense = np.bincount(flat.ravel(), weights.ravel().astype(np.float64), nb * block * span)
+    return dense.astype(np.float32).reshape(nb, block, span), lo, hi
 
 
-def _rows_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, block: int) -> np.ndarray:
-    """(n_in, M) -> (n_out, M): a banded matrix applied from the left, block by block."""
-    out = np.empty((idx.shape[0], data.shape[1]), np.float32)
-    for rows, lo, m in _band_blocks(idx, weights, block):
-        np.matmul(m, data[lo:lo + m.shape[1]], out=out[rows])
+def _rows_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: float,
+               block: int = 8) -> np.ndarray:
+    """(..., n, N) -> (..., n_out, N): out[..., o, :] = scale * sum_t weights[o, t] *
+    data[..., idx[o, t], :]. Each block of output rows is a small matrix times just the input
+    rows it touches (a strided view), cut along N to stay on one BLAS thread."""
+    n_out = idx.shape[0]
+    dense, lo, hi = _band(idx, weights * np.float32(scale), block)
+    width = data.shape[-1]
+    out = np.empty(data.shape[:-2] + (n_out, width), np.float32)
+    chunk = max(1, _ONE_THREAD_MNK // (block * dense.shape[2]))
+    for j in range(dense.shape[0]):
+        r0, r1 = j * block, min((j + 1) * block, n_out)
+        m = dense[j, :r1 - r0, :hi[j] - lo[j]]
+        for s in range(0, width, chunk):
+            np.matmul(m, data[..., lo[j]:hi[j], s:s + chunk], out=out[..., r0:r1, s:s + chunk])
     return out
 
 
-def _cols_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, c: int,
-               block: int) -> np.ndarray:
-    """(R, n_in * C) -> (R, n_out * C), channels interleaved: each block is
-    (R, span * C) @ kron(block.T, I_C)."""
-    out = np.empty((data.shape[0], idx.shape[0] * c), np.float32)
-    eye = np.eye(c, dtype=np.float32)
-    for cols, lo, m in _band_blocks(idx, weights, block):
-        np.matmul(data[:, lo * c:(lo + m.shape[1]) * c], np.kron(m.T, eye),
-                  out=out[:, cols.start * c:cols.stop * c])
+def _cols_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: float,
+               out: np.ndarray, block: int = 32) -> np.ndarray:
+    """(C, R, n) -> out (C, R, n_out): out[..., o] = scale * sum_t weights[o, t] *
+    data[..., idx[o, t]]. Blocks of output columns, each the input columns it touches times a
+    small matrix, cut along R to stay on one BLAS thread; written in place into `out`."""
+    n_out = idx.shape[0]
+    dense, lo, hi = _band(idx, weights * np.float32(scale), block)
+    rows = data.shape[1]
+    chunk = max(1, _ONE_THREAD_MNK // (block * dense.shape[2]))
+    for j in range(dense.shape[0]):
+        o0, o1 = j * block, min((j + 1) * block, n_out)
+        m = dense[j, :o1 - o0, :hi[j] - lo[j]].T
+        for s in range(0, rows, chunk):
+            np.matmul(data[:, s:s + chunk, lo[j]:hi[j]], m, out=out[:, s:s + chunk, o0:o1])
     return out
 
 
-def resample(image: np.ndarray, crop: Crop, block: int = 32) -> np.ndarray:
-    """The crop of an H x W x C image resampled to crop.out_h x crop.out_w (float32).
+def resample_planar(image: np.ndarray, crop: Crop, reduce: bool = True,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """The crop of an H x W x C image (or H x W) resampled to C x crop.out_h x crop.out_w float32
+    (channels first, as the model takes them), written into `out` when given.
 
-    Separable and banded: each pass is a series of small dense matrix products (BLAS) over just
-    the input samples a block of outputs touches, on strided views (no copies, no transposes).
-    The pass order with fewer multiplications goes first. Only the rows and columns the filter
-    reaches are read: an 8K frame's crop costs what the crop costs.
+    Anti-aliased and separable. With `reduce`, an axis shrunk by a factor s >= 3 is
+    first reduced by the integer k = floor(s / 1.5) with an area average on the frame's k-grid
+    (sums of strided views: one read of the pixels), then resampled by the remaining 1.5 to 3
+    with a triangle filter as wide as that factor; without it, one triangle filter as wide as s
+    (the reference). Both map pixel centres exactly (`Crop`), repeat edge pixels past the frame,
+    and read only the pixels the crop needs (an 8K frame's crop costs what the crop costs). A
+    float32 C-contiguous image is never copied whole.
     """
-    h, w = image.shape[:2]
-    c = image.shape[2] if image.ndim == 3 else 1
-    rows, row_w = _resample_taps(crop.y0, crop.height, crop.out_h, h)
-    cols, col_w = _resample_taps(crop.x0, crop.width, crop.out_w, w)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    flat = np.asarray(image, dtype=np.float32).reshape(h, w * c)
-    src = flat[r0:r1, c0 * c:c1 * c]  # a view
-    rows, cols = rows - r0, cols - c0
-    per_row = (r1 - r0) / crop.out_h + row_w.shape[1] / block  # input rows per output row
-    per_col = (c1 - c0) / crop.out_w + col_w.shape[1] / block
-    rows_first = crop.out_h * per_row * (c1 - c0) * c + crop.out_h * crop.out_w * per_col * c * c
-    cols_first = (r1 - r0) * crop.out_w * per_col * c * c + crop.out_h * per_row * crop.out_w * c
-    if rows_first <= cols_first:
-        out = _cols_pass(_rows_pass(src, rows, row_w, block), cols, col_w, c, block)
-    else:
-        out = _rows_pass(_cols_pass(src, cols, col_w, c, block), rows, row_w, block)
-    return out.reshape(crop.out_h, crop.out_w, c)
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    h, w, c = img.shape
+    ky = max(1, int(crop.height / crop.out_h / _FINE_FACTOR)) if reduce else 1
+    kx = max(1, int(crop.width / crop.out_w / _FINE_FACTOR)) if reduce else 1
+    ay, my, rows, row_w = _axis(crop.y0, crop.height, crop.out_h, h, ky)
+    ax, mx, cols, col_w = _axis(crop.x0, crop.width, crop.out_w, w, kx)
+    c0 = min(max(ax, 0), w - 1)  # the image columns the reduced columns read
+    c1 = max(min(ax + kx * mx, w), c0 + 1)
+    src = img.reshape(h, w * c)[:, c0 * c:c1 * c]
+    src = src[ay:ay + my] if ky == 1 else _box_rows(src, ay, my, ky)
+    if kx > 1:  # columns reduced first: the row filter then works on fewer of them
+        half = _rows_pass(_box_cols_planar(src, ax - c0, mx, kx, c), rows, row_w, 1.0 / ky)
+    else:  # rows filtered first, on the interleaved pixels: fewer rows to de-interleave
+        half = _box_cols_planar(_rows_pass(src, rows, row_w, 1.0 / ky), ax - c0, mx, 1, c)
+    if out is None:
+        out = np.empty((c, crop.out_h, crop.out_w), np.float32)
+    return _cols_pass(half, cols, col_w, 1.0 / kx, out)
+
+
+def resample(image: np.ndarray, crop: Crop, reduce: bool = True) -> np.ndarray:
+    """As `resample_planar`, channels last: crop.out_h x crop.out_w x C."""
+    return resample_planar(image, crop, reduce).transpose(1, 2, 0)
+
+
+def normalise_planar(x: np.ndarray, mean, std) -> np.ndarray:
+    """In place: 3 x H x W RGB -> (clip(rgb, 0, 1) - mean) / std per channel."""
+    for ch in range(x.shape[0]):
+        np.clip(x[ch], 0.0, 1.0, out=x[ch])
+        x[ch] -= np.float32(mean[ch])
+        x[ch] *= np.float32(1.0 / std[ch])
+    return x
 
 
 def normalise(image: np.ndarray, mean, std) -> np.ndarray:
     """H x W x 3 RGB in [0, 1] -> 3 x H x W float32, (clip(rgb, 0, 1) - mean) / std."""
-    out = np.empty((3,) + image.shape[:2], np.float32)
-    for ch in range(3):
-        np.clip(image[..., ch], 0.0, 1.0, out=out[ch])
-        out[ch] -= mean[ch]
-        out[ch] *= 1.0 / std[ch]
-    return out
+    return normalise_planar(np.array(np.moveaxis(image, 2, 0), np.float32), mean, std)
+
+
+def prepare(image: np.ndarray, crop: Crop, mean, std, out: np.ndarray | None = None) -> np.ndarray:
+    """Crop, resize and normalise in one go: the model input 3 x crop.out_h x crop.out_w."""
+    return normalise_planar(resample_planar(image, crop, out=out), mean, std)

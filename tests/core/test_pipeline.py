@@ -212,3 +212,90 @@ def test_no_full_resolution_frame_outlives_its_window(tmp_path):
                                                             window=3, overlap=1))
     assert sum(1 for _ in pipe.run(frames())) == 40
     assert most[0] <= 2, most
+
+
+def area_reduce(image, k):
+    """A reader's reduced copy of a frame: the mean of each k x k block."""
+    h, w = image.shape[:2]
+    return image.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("region", ["full", (20, 30, 90, 100), "auto"])
+def test_reduced_frames_keep_crops_boxes_and_intrinsics_in_footage_pixels(tmp_path, region):
+    """Footage read at half size (as a reader reduces large frames): crops, face boxes,
+    intrinsics and the footage size come out in footage pixels, as for the full-size frames."""
+    full = disc_footage(range(1, 9), width=320, height=240, radius=28, speed=6.0)
+    half = [Frame(f.number, area_reduce(f.image, 2), f.size) for f in full]
+    assert half[0].size == (320, 240) and half[0].image_size == (160, 120)
+    session = session_for(tmp_path, mask=True)
+    settings = PipelineSettings(face_region=region, resolution=56, window=2, overlap=1)
+    preds = {}
+    for name, frames in (("full", full), ("half", half)):
+        preds[name] = list(Pipeline(session, settings).run(frames, total=8))
+    for a, b in zip(preds["full"], preds["half"]):
+        assert a.footage_size == b.footage_size == (320, 240)
+        np.testing.assert_allclose(b.crop.box, a.crop.box, atol=2.0)  # auto: found at half size
+        if region != "auto":
+            assert b.crop == a.crop
+            np.testing.assert_allclose(b.intrinsics, a.intrinsics, rtol=1e-6)
+        # the tiny model: focal = input width, principal point = input centre, in footage pixels
+        k = b.intrinsics
+        np.testing.assert_allclose([k[0, 2], k[1, 2]],
+                                   [b.crop.x0 + b.crop.width / 2, b.crop.y0 + b.crop.height / 2],
+                                   rtol=1e-6)
+        np.testing.assert_allclose(k[0, 0], b.crop.width, rtol=1e-6)
+        if region != "auto":  # same crop: the maps agree too, up to the detail the reduced
+            # frame lacks (this 70-pixel box is enlarged from 35 pixels)
+            assert np.abs(b.depth - a.depth).mean() < 0.05 * a.depth.mean()
+
+
+@pytest.mark.parametrize("window, overlap, region", [(1, 0, "full"), (3, 1, "full"),
+                                                     (4, 2, "auto"), (3, 0, "full")])
+def test_pipelined_and_serial_runs_give_the_same_predictions(tmp_path, window, overlap, region):
+    """The network in its own thread (the default) changes when frames are prepared, not what
+    comes out: same frames, crops, scale alignment and maps as one after the other."""
+    frames = disc_footage(range(11), brightness=np.linspace(0.6, 1.1, 11))
+    model = dict(window_drift=0.5, mask=True, metadata=contract_metadata(depth_units="relative"))
+    session = session_for(tmp_path, **model)
+    out = {}
+    for pipelined in (True, False):
+        settings = PipelineSettings(face_region=region, resolution=56, window=window,
+                                    overlap=overlap, pipelined=pipelined)
+        out[pipelined] = list(Pipeline(session, settings).run(frames, total=11))
+    assert [p.number for p in out[True]] == [p.number for p in out[False]] == list(range(11))
+    for a, b in zip(out[True], out[False]):
+        assert a.crop == b.crop and a.depth_scale == b.depth_scale
+        np.testing.assert_array_equal(a.depth, b.depth)
+        np.testing.assert_array_equal(a.intrinsics, b.intrinsics)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_bad_frame_ends_the_run_after_the_frames_before_it(tmp_path, pipelined):
+    """A footage error (here: a frame of another size) surfaces after every frame before it was
+    yielded, also when the next window is read while the network runs."""
+    frames = disc_footage(range(1, 8)) + [Frame(8, np.zeros((100, 160, 3), np.float32))]
+    pipe = Pipeline(session_for(tmp_path), PipelineSettings(
+        face_region="full", resolution=28, window=3, overlap=1, pipelined=pipelined))
+    got = []
+    with pytest.raises(PipelineError, match="frame 8 is 160 x 100"):
+        for p in pipe.run(frames):
+            got.append(p.number)
+    assert got == [1, 2, 3, 4, 5, 6, 7]  # windows 1-3, 3-5, 5-7; the next needs frame 8
+
+
+def test_the_model_thread_is_gone_after_a_run_an_error_or_an_early_stop(tmp_path):
+    def model_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("face-anything-model")]
+
+    session = session_for(tmp_path)
+    settings = PipelineSettings(face_region="full", resolution=28, window=2, overlap=1)
+    list(Pipeline(session, settings).run(disc_footage(range(6))))
+    assert not model_threads()
+    run = Pipeline(session, settings).run(disc_footage(range(6)))
+    next(run)
+    run.close()  # the consumer stops early
+    assert not model_threads()
+    with pytest.raises(PipelineError):
+        list(Pipeline(session, settings).run(disc_footage(range(3)) +
+                                             [Frame(9, np.zeros((8, 8, 3), np.float32))]))
+    assert not model_threads()
