@@ -10,6 +10,12 @@ are known up front, and iterating it decodes and yields one `core.frames.Frame` 
   gaps in the numbering stay gaps.
 - Movies: the image sits in an image texture; `image_user.frame_current` + `evaluate` selects the
   frame (1-based). Blender's memory cache limit is lowered while reading, then restored.
+- Size: frames whose longest side exceeds `max_side` (default `MAX_SIDE`, 2048 pixels) are reduced
+  by Blender (`Image.scale`, an area average) right after decoding, before their pixels reach
+  Python: an 8K frame costs Python a 2048-pixel copy, not ~0.9 GB of float RGBA. The `Frame` then
+  carries the footage size, so crops, face boxes, intrinsics and markers stay in footage pixels.
+  Blender itself still holds one decoded frame at full size for a moment (4 bytes a pixel for
+  8-bit files and movies, 16 for EXR and 16-bit files).
 - Colour: frames are display values. 8/16-bit files and movies are read as stored (colour space
   'Non-Color', alpha 'CHANNEL_PACKED': no linearisation, no premultiplication); 8-bit PNG bytes come
   back as byte/255. EXR holds scene-linear light: `linear_to_srgb` encodes it for display.
@@ -28,13 +34,17 @@ import bpy
 import numpy as np
 
 from ..core.errors import FootageError
-from ..core.frames import Frame, from_blender_pixels
+from ..core.frames import Frame, from_blender_pixels, reduced_size
 
 # Accepted image extensions and the family ("type") each belongs to; one family per sequence.
 IMAGE_FAMILIES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
                   ".exr": "OpenEXR", ".bmp": "BMP"}
 MOVIE_EXTENSIONS = frozenset(bpy.path.extensions_movie)  # Blender's: .mp4 .mov .avi .mkv .webm ...
 MOVIE_CACHE_MB = 256  # Blender's memory cache limit while a movie is read (it keeps decoded frames)
+# Longest side frames reach Python at (0: full size). 4 x the published model's 504-pixel input:
+# a face box a quarter of the frame's long side still feeds such a model at full resolution (the
+# bundled 140-pixel model: a face a fourteenth of it); 1080p and 2K footage is read as it is.
+MAX_SIDE = 2048
 
 _DATA_NAME = ".face_anything_footage"  # leading dot: hidden in Blender's lists while it exists
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
@@ -46,61 +56,74 @@ class Footage:
     """Frames of one source, decoded lazily: `for frame in footage` yields `Frame`s in order.
 
     name: for messages; path: the folder, first image or movie file; kind: 'SEQUENCE' or 'MOVIE';
-    frame_numbers: the numbers iteration yields, in order; size: (width, height) of the first frame;
-    frame_start: for a Movie Clip, the scene frame at which number 1 plays (else None).
+    frame_numbers: the numbers iteration yields, in order; size: (width, height) of the first frame,
+    in footage pixels; max_side: longest side frames are decoded at (0: full size), so read_size
+    is `size` reduced to it; frame_start: for a Movie Clip, the scene frame at which number 1 plays
+    (else None).
     """
 
     def __init__(self, name: str, path: Path, kind: str, frame_numbers: list[int],
-                 size: tuple[int, int], read: Callable[[], Iterator[Frame]],
-                 frame_start: int | None = None):
+                 size: tuple[int, int], read: Callable[[tuple[int, int]], Iterator[Frame]],
+                 frame_start: int | None = None, max_side: int = MAX_SIDE):
         self.name, self.path, self.kind = name, path, kind
         self.frame_numbers, self.size, self.frame_start = frame_numbers, size, frame_start
+        self.max_side = max_side
         self._read = read
 
+    @property
+    def read_size(self) -> tuple[int, int]:
+        return reduced_size(*self.size, self.max_side)
+
     def __iter__(self) -> Iterator[Frame]:
-        return self._read()
+        return self._read(self.read_size)
 
     def __len__(self) -> int:
         return len(self.frame_numbers)
 
     def __repr__(self) -> str:
         first, last = self.frame_numbers[0], self.frame_numbers[-1]
-        return (f"<Footage {self.name!r} {self.kind} {self.size[0]}x{self.size[1]}, "
+        read = "" if self.read_size == self.size else \
+            f" read at {self.read_size[0]}x{self.read_size[1]}"
+        return (f"<Footage {self.name!r} {self.kind} {self.size[0]}x{self.size[1]}{read}, "
                 f"{len(self)} frames {first}..{last}>")
 
 
 # ----------------------------------------------------------------------------------- entry points
 
-def open_footage(path: str | os.PathLike, frame_range: tuple[int, int] | None = None) -> Footage:
+def open_footage(path: str | os.PathLike, frame_range: tuple[int, int] | None = None,
+                 max_side: int = MAX_SIDE) -> Footage:
     """Footage at `path`: a folder of numbered images, one image file (its whole numbered sequence,
     or a single frame numbered 1 when its name has no number) or a movie file (frames 1..n).
-    frame_range: inclusive (first, last) frame numbers to keep. Raises FootageError."""
+    frame_range: inclusive (first, last) frame numbers to keep. max_side: longest side frames are
+    decoded at (larger ones are reduced; 0: full size). Raises FootageError."""
     target = Path(bpy.path.abspath(os.fspath(path)))
     if not target.exists():
         raise FootageError(f"footage not found: {target}")
     if target.is_dir():
-        return _sequence_footage(target.name, target, folder_sequence(target), frame_range)
+        return _sequence_footage(target.name, target, folder_sequence(target), frame_range,
+                                 max_side=max_side)
     suffix = target.suffix.lower()
     if suffix in IMAGE_FAMILIES:
-        return _sequence_footage(target.name, target, file_sequence(target), frame_range)
+        return _sequence_footage(target.name, target, file_sequence(target), frame_range,
+                                 max_side=max_side)
     if suffix in MOVIE_EXTENSIONS:
-        return _movie_footage(target.name, target, frame_range)
+        return _movie_footage(target.name, target, frame_range, max_side=max_side)
     raise FootageError(f"{target} is neither an image ({_ACCEPTED}) nor a movie file "
                        f"({', '.join(sorted(MOVIE_EXTENSIONS))})")
 
 
-def footage_from_clip(clip: bpy.types.MovieClip,
-                      frame_range: tuple[int, int] | None = None) -> Footage:
+def footage_from_clip(clip: bpy.types.MovieClip, frame_range: tuple[int, int] | None = None,
+                      max_side: int = MAX_SIDE) -> Footage:
     """Footage of a Movie Clip datablock, numbered in the clip's own frames as its tracking markers
     count them: 1 is the clip's first frame (its file, or movie frame 1, moved on by the clip's
     `frame_offset`, as Blender loads it); scene frame = number + clip.frame_start - 1. Frames before
-    clip frame 1 are left out; frame_range is in clip frames."""
+    clip frame 1 are left out; frame_range is in clip frames. max_side: as for `open_footage`."""
     path = Path(bpy.path.abspath(clip.filepath, library=clip.library))
     if not path.is_file():
         raise FootageError(f"movie clip {clip.name!r}: file not found: {path}")
     if clip.source == "MOVIE":
         return _movie_footage(clip.name, path, frame_range, shift=-clip.frame_offset, lowest=1,
-                              frame_start=clip.frame_start)
+                              frame_start=clip.frame_start, max_side=max_side)
     if path.suffix.lower() not in IMAGE_FAMILIES:
         raise FootageError(f"movie clip {clip.name!r}: {path.name} is not an accepted image type "
                            f"({_ACCEPTED})")
@@ -108,7 +131,7 @@ def footage_from_clip(clip: bpy.types.MovieClip,
     first = frame_number(path)
     shift = 0 if first is None else 1 - first - clip.frame_offset  # a still image: one frame, 1
     return _sequence_footage(clip.name, path, files, frame_range, shift=shift, lowest=1,
-                             frame_start=clip.frame_start)
+                             frame_start=clip.frame_start, max_side=max_side)
 
 
 # ------------------------------------------------------------------------------ names and numbers
@@ -200,14 +223,26 @@ def _select(numbers: Iterable[int], shift: int, frame_range: tuple[int, int] | N
 
 # ----------------------------------------------------------------------------------------- colour
 
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+def linear_to_srgb(linear: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Scene-linear light (Rec.709 primaries) -> sRGB display values, float32.
 
     The sRGB transfer function (IEC 61966-2-1): 12.92 x up to 0.0031308, 1.055 x^(1/2.4) - 0.055
-    above. No tone mapping: values above 1 stay above 1 (consumers clip); negatives and NaN -> 0."""
-    x = np.maximum(np.nan_to_num(np.asarray(linear, dtype=np.float32), nan=0.0), 0.0)
-    curve = 1.055 * np.power(x, np.float32(1 / 2.4), dtype=np.float32) - 0.055
-    return np.where(x <= 0.0031308, 12.92 * x, curve).astype(np.float32, copy=False)
+    above. No tone mapping: values above 1 stay above 1 (consumers clip); negatives and NaN -> 0.
+    out: a float32 array to write to (`linear` itself converts in place: no full-size temporary)."""
+    x = np.asarray(linear, dtype=np.float32)
+    if out is None:
+        out = x.copy()
+    elif out is not x:
+        np.copyto(out, x)
+    np.nan_to_num(out, copy=False, nan=0.0)
+    np.maximum(out, 0.0, out=out)
+    low = out <= 0.0031308
+    dark = out[low] * np.float32(12.92)
+    np.power(out, np.float32(1 / 2.4), out=out)
+    out *= np.float32(1.055)
+    out -= np.float32(0.055)
+    out[low] = dark
+    return out
 
 
 def _show_as_stored(img: bpy.types.Image) -> bool:
@@ -269,20 +304,33 @@ def _bounded_cache(limit_mb: int = MOVIE_CACHE_MB) -> Iterator[None]:
         prefs.is_dirty = dirty
 
 
-def _decoded(img: bpy.types.Image, buffer: np.ndarray | None, what: str,
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """(H x W x 3 float32 top row first, the flat buffer used); FootageError if Blender could not
-    decode `what`. `buffer` is reused when it has the right length."""
+def _decoded_size(img: bpy.types.Image, what: str) -> tuple[int, int]:
+    """(width, height) of the frame Blender decoded into `img`; FootageError if it could not
+    decode `what`."""
     width, height = img.size
-    channels = img.channels
     count = len(img.pixels) if width and height else 0
-    if count == 0 or count != width * height * channels:
+    if count == 0 or count != width * height * img.channels:
         raise FootageError(f"cannot read {what}: Blender could not decode it (corrupt, truncated "
                            f"or unsupported)")
+    return width, height
+
+
+def _pixels(img: bpy.types.Image, buffer: np.ndarray | None, size: tuple[int, int],
+            what: str, frame: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(H x W x 3 float32 top row first at `size`, the flat buffer used). A `size` smaller than
+    the decoded frame is reached inside Blender first (`Image.scale`, an area average; `frame`:
+    the movie frame), so only that many pixels are copied out. `buffer` is reused when it has the
+    right length."""
+    if tuple(img.size) != tuple(size):
+        img.scale(*size, frame=frame)
+        if tuple(img.size) != tuple(size):
+            raise FootageError(f"cannot read {what}: Blender could not reduce it to "
+                               f"{size[0]}x{size[1]}")
+    count = size[0] * size[1] * img.channels
     if buffer is None or buffer.size != count:
         buffer = np.empty(count, dtype=np.float32)
     img.pixels.foreach_get(buffer)
-    return from_blender_pixels(buffer, width, height, channels), buffer
+    return from_blender_pixels(buffer, *size, img.channels), buffer
 
 
 def _probe(path: Path) -> tuple[tuple[int, int], int]:
@@ -296,9 +344,9 @@ def _probe(path: Path) -> tuple[tuple[int, int], int]:
         return (width, height), img.frame_duration
 
 
-def _check_size(image: np.ndarray, size: tuple[int, int], what: str, first: str) -> None:
-    """FootageError naming `what` and both sizes unless `image` is `size` (width, height)."""
-    height, width = image.shape[:2]
+def _check_size(decoded: tuple[int, int], size: tuple[int, int], what: str, first: str) -> None:
+    """FootageError naming `what` and both sizes unless the decoded (width, height) is `size`."""
+    width, height = decoded
     if (width, height) != size:
         raise FootageError(f"{what} is {width}x{height} but the first frame ({first}) is "
                            f"{size[0]}x{size[1]}: all frames must have one size")
@@ -308,7 +356,8 @@ def _check_size(image: np.ndarray, size: tuple[int, int], what: str, first: str)
 
 def _sequence_footage(name: str, path: Path, files: dict[int, Path],
                       frame_range: tuple[int, int] | None, shift: int = 0,
-                      lowest: int | None = None, frame_start: int | None = None) -> Footage:
+                      lowest: int | None = None, frame_start: int | None = None,
+                      max_side: int = MAX_SIDE) -> Footage:
     numbers = _select(files, shift, frame_range, lowest)
     if not numbers:
         raise FootageError(f"{name}: no frames in frame range {frame_range} (files "
@@ -316,13 +365,15 @@ def _sequence_footage(name: str, path: Path, files: dict[int, Path],
     chosen = [(n, files[n]) for n in numbers]
     size, _ = _probe(chosen[0][1])
     return Footage(name, path, "SEQUENCE", [n + shift for n in numbers], size,
-                   lambda: _read_sequence(chosen, shift, size), frame_start)
+                   lambda read_size: _read_sequence(chosen, shift, size, read_size), frame_start,
+                   max_side)
 
 
-def _read_sequence(files: list[tuple[int, Path]], shift: int,
-                   size: tuple[int, int]) -> Iterator[Frame]:
+def _read_sequence(files: list[tuple[int, Path]], shift: int, size: tuple[int, int],
+                   read_size: tuple[int, int]) -> Iterator[Frame]:
     """Frames of image files, through one image datablock whose filepath moves file to file."""
     exr = files[0][1].suffix.lower() == ".exr"
+    footage_size = None if read_size == size else size
     with _scratch() as made:
         img, buffer, stored = None, None, True
         for number, path in files:
@@ -331,28 +382,30 @@ def _read_sequence(files: list[tuple[int, Path]], shift: int,
                 stored = exr or _show_as_stored(img)
             else:
                 img.filepath = str(path)
-            image, buffer = _decoded(img, buffer, str(path))
-            _check_size(image, size, str(path), files[0][1].name)
+            _check_size(_decoded_size(img, str(path)), size, str(path), files[0][1].name)
+            image, buffer = _pixels(img, buffer, read_size, str(path))
             if exr or (not stored and img.is_float):
-                image = linear_to_srgb(image)
-            yield Frame(number + shift, image)
+                linear_to_srgb(image, out=image)  # a fresh array: converted in place
+            yield Frame(number + shift, image, footage_size)
 
 
 # ----------------------------------------------------------------------------------------- movies
 
 def _movie_footage(name: str, path: Path, frame_range: tuple[int, int] | None, shift: int = 0,
-                   lowest: int | None = None, frame_start: int | None = None) -> Footage:
+                   lowest: int | None = None, frame_start: int | None = None,
+                   max_side: int = MAX_SIDE) -> Footage:
     size, duration = _probe(path)
     numbers = _select(range(1, duration + 1), shift, frame_range, lowest)
     if not numbers:
         raise FootageError(f"{name}: no frames in frame range {frame_range} (the movie has "
                            f"{duration} frames)")
     return Footage(name, path, "MOVIE", [n + shift for n in numbers], size,
-                   lambda: _read_movie(path, numbers, shift, size), frame_start)
+                   lambda read_size: _read_movie(path, numbers, shift, size, read_size),
+                   frame_start, max_side)
 
 
-def _read_movie(path: Path, numbers: list[int], shift: int,
-                size: tuple[int, int]) -> Iterator[Frame]:
+def _read_movie(path: Path, numbers: list[int], shift: int, size: tuple[int, int],
+                read_size: tuple[int, int]) -> Iterator[Frame]:
     """Frames `numbers` (1-based) of a movie, through an image texture that selects the frame."""
     with _bounded_cache(), _scratch() as made:
         img = _load(path, made)
@@ -363,13 +416,14 @@ def _read_movie(path: Path, numbers: list[int], shift: int,
         if numbers[-1] > img.frame_duration:  # the file changed since it was opened
             raise FootageError(f"{path} now has {img.frame_duration} frames, not {numbers[-1]}")
         texture.image_user.frame_duration = img.frame_duration
+        footage_size = None if read_size == size else size
         buffer = None
         for number in numbers:
             texture.image_user.frame_current = number
             texture.evaluate((0.0, 0.0, 0.0))
             what = f"frame {number} of {path}"
-            image, buffer = _decoded(img, buffer, what)
-            _check_size(image, size, what, "frame 1")
+            _check_size(_decoded_size(img, what), size, what, "frame 1")
+            image, buffer = _pixels(img, buffer, read_size, what, frame=number)
             if not stored and img.is_float:
-                image = linear_to_srgb(image)
-            yield Frame(number + shift, image)
+                linear_to_srgb(image, out=image)
+            yield Frame(number + shift, image, footage_size)

@@ -26,14 +26,16 @@ def _dots(image: np.ndarray, xy: np.ndarray, colour, radius: int = 0) -> None:
             image[y[keep], x[keep]] = colour
 
 
-def overlay(image: np.ndarray, capture: Capture, index: int) -> np.ndarray:
-    """The footage frame with the mesh vertices (green: seen, orange: filled) and markers."""
+def overlay(image: np.ndarray, capture: Capture, index: int,
+            scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """The footage frame with the mesh vertices (green: seen, orange: filled) and markers.
+    scale: image pixels per footage pixel (`Frame.scale`; a reader may reduce large frames)."""
     out = image.copy()
-    xy = project(capture.camera, capture.positions[index])
+    xy = project(capture.camera, capture.positions[index]) * scale
     seen = capture.visibility[index]
     _dots(out, xy[~seen], FILLED)
     _dots(out, xy[seen], SEEN)
-    _dots(out, capture.marker_xy[index], MARKER, radius=3)
+    _dots(out, capture.marker_xy[index] * scale, MARKER, radius=3)
     return out
 
 
@@ -44,7 +46,7 @@ def write_preview(capture: Capture, footage, path, count: int = 4, width: int = 
     tiles = []
     for frame in footage:
         if frame.number in picks:
-            tiles.append(overlay(frame.image, capture, numbers.index(frame.number)))
+            tiles.append(overlay(frame.image, capture, numbers.index(frame.number), frame.scale))
             if len(tiles) == len(picks):
                 break
     strip = np.concatenate(tiles, axis=1)

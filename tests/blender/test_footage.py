@@ -365,3 +365,147 @@ def test_clip_of_a_movie(movie, empty_file):
     finally:
         bpy.data.movieclips.remove(clip)
     assert datablocks() == before
+
+
+# --------------------------------------------------------------------------------- reduced frames
+
+def test_large_frames_are_reduced_by_blender_and_keep_the_footage_size(tmp_path, empty_file):
+    folder = write_sequence(tmp_path / "big", [(f"big_{i}.png", i / 10) for i in (1, 2)])
+    before = datablocks()
+    footage = fo.open_footage(folder, max_side=16)
+    assert (footage.size, footage.read_size) == ((W, H), (16, 12))
+    assert "read at 16x12" in repr(footage)
+    frames = list(footage)
+    for frame, number in zip(frames, (1, 2)):
+        assert frame.image.shape == (12, 16, 3) and frame.size == (W, H)
+        assert frame.image_size == (16, 12) and frame.scale == (0.5, 0.5)
+        # Blender's area average of the stored bytes: 2 x 2 block means, rounded to bytes
+        expected = as_bytes(pattern(number / 10)).reshape(12, 2, 16, 2, 3).mean(axis=(1, 3))
+        assert np.abs(frame.image - expected).max() <= 1.5 / 255
+        np.testing.assert_allclose(frame.image[0, 0], [1, 1, 1], atol=BYTE)  # still top-left
+    assert datablocks() == before
+    assert fo.open_footage(folder).read_size == (W, H)  # small footage: read as it is
+    assert fo.open_footage(folder, max_side=0).read_size == (W, H)
+    (one,) = fo.open_footage(folder, frame_range=(1, 1), max_side=W)  # at the limit: untouched
+    assert one.footage_size is None and one.image.shape == (H, W, 3)
+
+
+def test_reduced_movie_and_movie_clip(movie, tmp_path, empty_file):
+    half = (MOVIE_SIZE[0] // 2, MOVIE_SIZE[1] // 2)
+    frames = list(fo.open_footage(movie, max_side=half[0]))
+    assert [f.number for f in frames] == [1, 2, 3, 4, 5]
+    for frame in frames:
+        assert (frame.size, frame.image_size) == (MOVIE_SIZE, half)
+        np.testing.assert_allclose(mean_colour(frame), expected_movie_colour(frame.number),
+                                   atol=0.03, err_msg=f"frame {frame.number}")
+    clip = bpy.data.movieclips.load(str(movie))
+    try:
+        clip.frame_offset = 1
+        frames = list(fo.footage_from_clip(clip, max_side=half[0]))
+        assert [f.number for f in frames] == [1, 2, 3, 4]
+        for frame in frames:
+            assert (frame.size, frame.image_size) == (MOVIE_SIZE, half)
+            np.testing.assert_allclose(mean_colour(frame), expected_movie_colour(frame.number + 1),
+                                       atol=0.03)
+    finally:
+        bpy.data.movieclips.remove(clip)
+    folder = write_sequence(tmp_path / "clip", [(f"c_{n}.png", n / 20) for n in (1, 2)])
+    clip = bpy.data.movieclips.load(str(folder / "c_1.png"))
+    try:
+        (first, second) = fo.footage_from_clip(clip, max_side=8)
+        assert (first.size, first.image_size) == ((W, H), (8, 6))
+        assert round(float(second.image[2, 2, 2]) * 20) == 2
+    finally:
+        bpy.data.movieclips.remove(clip)
+
+
+def gaussian_dots(width, height, points, sigma):
+    yy, xx = np.mgrid[0:height, 0:width] + 0.5
+    g = sum(np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2)) for x, y in points)
+    return np.repeat(g.astype(np.float32)[..., None], 3, axis=2)
+
+
+def test_a_known_point_round_trips_exactly_through_a_reduced_frame(tmp_path, empty_file):
+    """Linear EXR footage 1200 x 800 with light spots at known sub-pixel places, read reduced to
+    500 x 333 by Blender: a crop in footage pixels (as the pipeline makes) resampled from the
+    reduced frame puts each spot where the crop says, in footage pixels, within 0.05 px."""
+    from face_anything_addon.core.preprocess import crop_for_box, resample
+
+    size = (1200, 800)
+    points = [(403.3, 297.6), (811.9, 530.2)]
+    folder = tmp_path / "spots"
+    folder.mkdir()
+    write_image(folder / "spots_1.exr", gaussian_dots(*size, points, sigma=10.0))
+    (frame,) = fo.open_footage(folder, max_side=500)
+    assert (frame.size, frame.image_size) == (size, (500, 333))
+    linear = np.clip(frame.image, 0, None) ** 2.4  # near enough to undo the sRGB encoding
+    for x, y in points:
+        crop = crop_for_box((x - 55.5, y - 47.0, x + 61.0, y + 52.5), 112, 112)
+        seen = resample(linear, crop.scaled(*frame.scale))[..., 0]
+        yy, xx = np.mgrid[0:112, 0:112] + 0.5
+        centre = np.array([(seen * xx).sum(), (seen * yy).sum()]) / seen.sum()
+        np.testing.assert_allclose(crop.to_footage(centre), (x, y), atol=0.05)
+
+
+def _rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(field)
+
+
+def _write_8k(path: Path, file_format: str) -> Path:
+    """A smooth 7680 x 4320 picture: drawn small, enlarged by Blender, saved (no 8K array in
+    Python)."""
+    small = bpy.data.images.new("small", 192, 108, float_buffer=file_format == "OPEN_EXR")
+    try:
+        yy, xx = np.mgrid[0:108, 0:192] / 100.0
+        rgba = np.stack([np.sin(xx) ** 2, np.cos(yy) ** 2, 0.5 + 0 * xx, 1 + 0 * xx], 2)
+        small.pixels.foreach_set(rgba[::-1].astype(np.float32).ravel())
+        small.scale(7680, 4320)
+        if file_format == "OPEN_EXR":
+            scene = bpy.context.scene
+            settings = scene.render.image_settings
+            settings.file_format, settings.color_mode = "OPEN_EXR", "RGB"
+            settings.color_depth, settings.exr_codec = "16", "ZIP"
+            small.save_render(str(path), scene=scene)
+        else:
+            small.filepath_raw, small.file_format = str(path), file_format
+            small.save()
+    finally:
+        bpy.data.images.remove(small)
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("ext, file_format, python_mb, process_mb", [
+    (".png", "PNG", 100, 400), (".exr", "OPEN_EXR", 120, 1000)])
+def test_reading_an_8k_frame_stays_within_its_memory_bound(tmp_path, empty_file, ext, file_format,
+                                                           python_mb, process_mb):
+    """An 8K frame read with the default limit reaches Python at 2048 x 1152. Bounds: Python
+    allocations (tracemalloc) below `python_mb` (the frame and its float buffer are ~66 MB;
+    measured 63 and 97 MB; read whole, before the limit existed: 886 MB for the PNG, 2.5 GB for
+    the EXR); the process's peak resident memory above what it held before below `process_mb`
+    (Blender decodes the whole frame first: 133 MB as 8-bit RGBA, 531 MB as float RGBA;
+    measured +160 and +641 MB; read whole: +1.0 and +3.0 GB)."""
+    import gc
+    import tracemalloc
+
+    folder = tmp_path / "eightk"
+    folder.mkdir()
+    _write_8k(folder / f"uhd_0001{ext}", file_format)
+    footage = fo.open_footage(folder)
+    assert (footage.size, footage.read_size) == ((7680, 4320), (2048, 1152))
+    gc.collect()
+    baseline = _rss_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+    tracemalloc.start()
+    (frame,) = footage
+    python_peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
+    process_peak = _rss_mb("VmHWM") - baseline
+    print(f"8K {file_format}: Python peak {python_peak:.0f} MB, process peak "
+          f"+{process_peak:.0f} MB")
+    assert frame.image.shape == (1152, 2048, 3) and frame.size == (7680, 4320)
+    assert 0.2 < float(frame.image[..., 2].mean()) < 0.8  # the picture, not an empty buffer
+    assert python_peak < python_mb and process_peak < process_mb

@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The preview draws footage-pixel positions onto frames that a reader may have reduced."""
+from types import SimpleNamespace
+
+import numpy as np
+
+from face_anything_addon.blender.preview import MARKER, SEEN, overlay
+
+
+def test_overlay_scales_footage_pixels_to_a_reduced_frame():
+    # a camera with the principal point at the footage pixel (100.5, 60.5) and one vertex on
+    # its axis: drawn there on a full frame, at half that on a frame read at half size
+    camera = np.array([[500.0, 0, 100.5], [0, 500.0, 60.5], [0, 0, 1]])
+    capture = SimpleNamespace(camera=camera, positions=np.array([[[0.0, 0.0, 1.0]]]),
+                              visibility=np.array([[True]]),
+                              marker_xy=np.array([[[40.5, 20.5]]]))
+    full = overlay(np.zeros((120, 200, 3), np.float32), capture, 0)
+    half = overlay(np.zeros((60, 100, 3), np.float32), capture, 0, (0.5, 0.5))
+    np.testing.assert_allclose(full[60, 100], SEEN, atol=1e-6)
+    np.testing.assert_allclose(half[30, 50], SEEN, atol=1e-6)
+    np.testing.assert_allclose(full[20, 40], MARKER, atol=1e-6)
+    np.testing.assert_allclose(half[10, 20], MARKER, atol=1e-6)
