@@ -10,6 +10,8 @@ Standard library only; runs on any Python >= 3.10.
     python3 build.py wheels      download the manifest's wheels into wheels/ and verify their sha256
     python3 build.py extension   build dist/face_anything-<version>-<platform>-<blender range>.zip
     python3 build.py bench       run the benchmarks, record bench/results.json and bench/RESULTS.md
+    python3 build.py export-published --checkpoint checkpoint.pt -o OUT.onnx
+                                 export the published Face Anything checkpoint (not bundled) to ONNX
 
 Every subcommand is idempotent. `python3 build.py <command> --help` lists its options.
 """
@@ -47,10 +49,12 @@ class Environment:
     path: Path
     requirements: Path
     pytest_args: tuple[str, ...]  # which part of the suite runs here
+    no_deps: Path | None = None  # installed after `requirements` with pip --no-deps
 
 
 ENVIRONMENTS = (
-    Environment("main (Blender 5.0)", ROOT / ".venv", REQUIREMENTS / "dev.txt", ()),
+    Environment("main (Blender 5.0)", ROOT / ".venv", REQUIREMENTS / "dev.txt", (),
+                REQUIREMENTS / "published.txt"),
     Environment("Blender 4.2 LTS", ROOT / ".venv-blender42", REQUIREMENTS / "blender42.txt",
                 ("tests/blender",)),
 )
@@ -221,7 +225,7 @@ def venv_python(venv: Path) -> Path:
 
 def env_stamp(env: Environment) -> str:
     h = hashlib.sha256()
-    for f in (env.requirements, CONSTRAINTS):
+    for f in (env.requirements, CONSTRAINTS) + ((env.no_deps,) if env.no_deps else ()):
         h.update(f.read_bytes())
     return h.hexdigest()
 
@@ -245,6 +249,11 @@ def setup_env(env: Environment) -> Path:
                 "-r", env.requirements, "-c", CONSTRAINTS])
     if proc.returncode:
         raise BuildError(f"pip could not install {env.requirements.name} (see pip's message above)")
+    if env.no_deps:  # packages whose declared dependencies are not needed (and too heavy)
+        proc = run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps",
+                    "-r", env.no_deps, "-c", CONSTRAINTS])
+        if proc.returncode:
+            raise BuildError(f"pip could not install {env.no_deps.name} (see pip's message above)")
     stamp_file.write_text(stamp)
     return py
 
@@ -375,6 +384,15 @@ def cmd_bench(args) -> int:
     return run([py, "-m", "bench.run", *(["--quick"] if args.quick else [])], cwd=ROOT).returncode
 
 
+def cmd_export_published(args) -> int:
+    """The published checkpoint (which the user has; never bundled) -> a contract ONNX model."""
+    py = setup_env(ENVIRONMENTS[0])
+    # from the caller's folder, so that relative paths in the arguments mean what they say
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return run([py, "-m", "training.export_published", *args.cli],
+               env=dict(os.environ, PYTHONPATH=path)).returncode
+
+
 def cmd_wheels(args) -> None:
     fetch_wheels(args.platform, args.python)
 
@@ -401,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "further arguments go to pytest")
     sub.add_parser("demo", help="track the bundled demo clip with the bundled model into out/; "
                                 "further arguments go to the command line (see README)")
+    sub.add_parser("export-published", add_help=False,
+                   help="export the published Face Anything checkpoint to ONNX "
+                        "(docs/published-checkpoint.md); its arguments: "
+                        "--checkpoint PATH -o OUT.onnx [--res 504] [--fp16] [--window N] ...")
     p = sub.add_parser("bench", help="run the benchmarks, record bench/results.json + RESULTS.md")
     p.add_argument("--quick", action="store_true", help="a short smoke run (separate files)")
     for name, help_ in (("wheels", "download and verify the manifest's wheels"),
@@ -411,14 +433,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--python", action="append", choices=[g.python for g in GENERATIONS],
                        help="only this Blender Python generation (repeatable; default: all)")
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("test", "demo"):
+    if extra and args.command not in ("test", "demo", "export-published"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest = args.cli = [a for a in extra if a != "--"]
     if args.command in ("wheels", "extension"):
         args.platform = args.platform or list(PLATFORMS)
         args.python = args.python or [g.python for g in GENERATIONS]
     handler = {"setup": cmd_setup, "test": cmd_test, "demo": cmd_demo, "wheels": cmd_wheels,
-               "extension": cmd_extension, "bench": cmd_bench}[args.command]
+               "extension": cmd_extension, "bench": cmd_bench,
+               "export-published": cmd_export_published}[args.command]
     try:
         return handler(args) or 0
     except BuildError as e:
