@@ -133,7 +133,9 @@ def parity(session, names, x: torch.Tensor, expected: list, fp16: bool) -> dict[
     return errors
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one straight sequence of steps
+def main(argv: list[str] | None = None, sessions: list | None = None) -> int:  # noqa: C901
+    """The command line; returns the exit status. `sessions`, when given, receives the add-on's
+    session of the export that the parity check ran (for a caller that runs the model next)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="the released checkpoint.pt (a dict with a 'model' entry, or a bare "
@@ -220,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one straight seq
     t = time.perf_counter()
     session = open_session(desc, "CPU", a.threads, warm_up=False)
     log(f"ONNX Runtime opened it in {time.perf_counter() - t:.0f} s")
+    if sessions is not None:
+        sessions.append(session)
     t = time.perf_counter()
     errors = parity(session, names, x, expected, a.fp16)
     tol = TOLERANCE["float16" if a.fp16 else "float32"]

@@ -42,11 +42,12 @@ WINDOW = 4
 CONFIG = "da3-small"
 
 
-def run_exporter(*args: str) -> tuple[int, str]:
+def run_exporter(*args: str, sessions: list | None = None) -> tuple[int, str]:
     """The command line in this process; its exit status and what it printed."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = export_published.main(["--config", CONFIG, "--threads", "1", *map(str, args)])
+        code = export_published.main(["--config", CONFIG, "--threads", "1", *map(str, args)],
+                                     sessions)
     return code, out.getvalue()
 
 
@@ -71,21 +72,20 @@ def checkpoint(folder):
 
 @pytest.fixture(scope="module")
 def exported(folder, checkpoint):
-    out = folder / "published.onnx"
+    out, sessions = folder / "published.onnx", []
     code, log = run_exporter("--checkpoint", checkpoint, "--res", RES, "--window", WINDOW,
-                             "-o", out, "--external-data", "yes")
-    return out, code, log
+                             "-o", out, "--external-data", "yes", sessions=sessions)
+    return out, code, log, sessions
 
 
 @pytest.fixture(scope="module")
 def session(exported):
-    """One ONNX Runtime session of the export, opened by the add-on (graph set-up takes seconds;
-    the exporter's parity check has already opened it once the same way)."""
-    from face_anything_addon.core.session import open_session
-
-    path, code, log = exported
-    assert code == 0, log
-    return open_session(describe_model(path), "CPU", 1, warm_up=False)
+    """The add-on's ONNX Runtime session of the export, as the exporter's parity check opened it
+    (opening the graph takes seconds: once is enough)."""
+    path, code, log, sessions = exported
+    assert code == 0 and len(sessions) == 1, log
+    assert sessions[0].description.path == path
+    return sessions[0]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def net(checkpoint):
 
 
 def test_export_follows_the_contract_and_matches_torch(exported):
-    path, code, log = exported
+    path, code, log, _ = exported
     assert code == 0, log
     desc = describe_model(path)
     assert desc.contract == "1" and desc.patch_size == 14 and desc.input_size == RES
