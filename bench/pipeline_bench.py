@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -47,9 +48,15 @@ class Footage:
         return (synthetic_frame(i, self.base) for i in range(self.count))
 
 
-def overhead(model_path: Path, frames: int, resolution: int, region) -> dict:
+def overhead(model_path: Path, frames: int, resolution: int, region, reps: int = 5,
+             pipelined: bool = True) -> dict:
+    """Pipeline time over the time of bare `session.run` on the very tensors the pipeline feeds
+    the model. The machine is shared, so the two are measured in `reps` adjacent pairs (order
+    alternating) and the overhead is the median of the pairs' ratios."""
     session = open_session(describe_model(model_path), "CPU")
-    settings = PipelineSettings(face_region=region, resolution=resolution)
+    options = {"pipelined": pipelined} if "pipelined" in PipelineSettings.__dataclass_fields__ \
+        else {}
+    settings = PipelineSettings(face_region=region, resolution=resolution, **options)
     footage = [synthetic_frame(i, base_image()) for i in range(frames)]
 
     # the exact tensors the pipeline feeds the model, for the bare runs
@@ -64,19 +71,39 @@ def overhead(model_path: Path, frames: int, resolution: int, region) -> dict:
     list(Pipeline(session, settings).run(footage))  # warm caches, record inputs
     session.run = real_run
 
-    t0 = time.perf_counter()
-    for _ in Pipeline(session, settings).run(footage):
-        pass
-    pipeline_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for x in inputs:
-        session.run(x)
-    bare_s = time.perf_counter() - t0
+    def pipeline_s() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in Pipeline(session, settings).run(footage):
+            pass
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def bare_s() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for x in inputs:
+            session.run(x)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    bare_s()
+    pairs = []  # (pipeline wall, pipeline CPU, bare wall, bare CPU)
+    for rep in range(reps):
+        if rep % 2:
+            b = bare_s()
+            pairs.append((*pipeline_s(), *b))
+        else:
+            pairs.append((*pipeline_s(), *bare_s()))
+    pipe, pipe_cpu, bare, bare_cpu = np.array(pairs).T
+    ratios = pipe / bare
     return {"model": model_path.stem, "resolution": resolution, "region": str(region),
-            "frames": frames, "model_calls": len(inputs),
-            "input_shape": list(inputs[-1].shape), "pipeline_s": round(pipeline_s, 3),
-            "bare_session_run_s": round(bare_s, 3),
-            "overhead_pct": round(100 * (pipeline_s / bare_s - 1), 2)}
+            "frames": frames, "model_calls": len(inputs), "pipelined": pipelined,
+            "input_shape": list(inputs[-1].shape), "reps": reps,
+            "pipeline_s": round(float(np.median(pipe)), 3),
+            "bare_session_run_s": round(float(np.median(bare)), 3),
+            "overhead_pct": round(100 * (float(np.median(ratios)) - 1), 2),
+            "overhead_pct_range": [round(100 * (float(r) - 1), 1) for r in
+                                   (ratios.min(), ratios.max())],
+            # CPU time of the whole process (all threads): the work added, whatever the load
+            "cpu_overhead_pct": round(100 * (float(np.median(pipe_cpu / bare_cpu)) - 1), 2),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def rss_mb() -> float:
@@ -120,10 +147,16 @@ def main(argv=None) -> None:
     p.add_argument("--frames", type=int, default=10)
     p.add_argument("--resolution", type=int, default=504)
     p.add_argument("--region", default="box", choices=["box", "full", "auto"])
+    p.add_argument("--reps", type=int, default=5, help="overhead: measured pairs")
+    p.add_argument("--serial", action="store_true",
+                   help="overhead: the network on the calling thread (PipelineSettings.pipelined off)")
     a = p.parse_args(argv)
     region = FACE_BOX if a.region == "box" else a.region
-    fn = overhead if a.kind == "overhead" else memory
-    json.dump(fn(a.model, a.frames, a.resolution, region), sys.stdout)
+    if a.kind == "overhead":
+        result = overhead(a.model, a.frames, a.resolution, region, a.reps, not a.serial)
+    else:
+        result = memory(a.model, a.frames, a.resolution, region)
+    json.dump(result, sys.stdout)
     print()
 
 

@@ -2,7 +2,8 @@
 """Frame reading speed of the add-on's footage readers (Blender's own decoders), ms per 1080p frame.
 
 Writes JPEG, PNG and EXR sequences and an H.264 movie (rendered by Blender's sequencer through its
-FFmpeg writer) into a temporary folder, then times `open_footage` + full iteration.
+FFmpeg writer) into a temporary folder, then times `open_footage` + full iteration; and an 8K PNG
+sequence read as the readers do by default (reduced to 2048 x 1152 inside Blender) and at full size.
 Run: .venv/bin/python -m bench.reading_bench [--frames N]
 """
 from __future__ import annotations
@@ -80,15 +81,33 @@ def write_movie(png_folder: Path, path: Path, frames: int) -> Path:
     return written[0]
 
 
-def time_reading(path: Path) -> dict:
+def write_8k_sequence(folder: Path, frames: int) -> Path:
+    """7680 x 4320 PNGs: drawn small, enlarged by Blender (no 8K array in Python)."""
+    import bpy
+    import numpy as np
+
+    folder.mkdir()
+    for i in range(1, frames + 1):
+        img = bpy.data.images.new("bench8k", 192, 108)
+        yy, xx = np.mgrid[0:108, 0:192] / 100.0
+        rgba = np.stack([np.sin(xx + i) ** 2, np.cos(yy) ** 2, 0.5 + 0 * xx, 1 + 0 * xx], 2)
+        img.pixels.foreach_set(rgba[::-1].astype(np.float32).ravel())
+        img.scale(7680, 4320)
+        img.filepath_raw, img.file_format = str(folder / f"uhd_{i:04d}.png"), "PNG"
+        img.save()
+        bpy.data.images.remove(img)
+    return folder
+
+
+def time_reading(path: Path, **options) -> dict:
     from face_anything_addon.blender.footage import open_footage
 
-    footage = open_footage(path)
+    footage = open_footage(path, **options)
     t0 = time.perf_counter()
     n = sum(1 for _ in footage)
     elapsed = time.perf_counter() - t0
     return {"frames": n, "ms_per_frame": round(1000 * elapsed / n, 1),
-            "size": list(footage.size)}
+            "size": list(footage.size), "read_size": list(footage.read_size)}
 
 
 def main(argv=None) -> None:
@@ -105,6 +124,9 @@ def main(argv=None) -> None:
         results = {name: time_reading(path) for name, path in
                    (("JPEG sequence", seqs["JPEG"]), ("PNG sequence", seqs["PNG"]),
                     ("EXR sequence (ZIP, float)", seqs["OPEN_EXR"]), ("H.264 movie", movie))}
+        uhd = write_8k_sequence(folder / "uhd", max(2, a.frames // 8))
+        results["8K PNG sequence, read at 2048 x 1152"] = time_reading(uhd)
+        results["8K PNG sequence, read at full size"] = time_reading(uhd, max_side=0)
         results["blender"] = bpy.app.version_string
     json.dump(results, sys.stdout)
     print()

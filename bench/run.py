@@ -2,6 +2,7 @@
 """Runs every benchmark, each in a fresh process, and records bench/results.json + bench/RESULTS.md.
 
     python3 build.py bench          (or: .venv/bin/python -m bench.run [--quick])
+    .venv/bin/python -m bench.run --only pipeline,reading   reruns those parts, keeps the others
 """
 from __future__ import annotations
 
@@ -47,13 +48,24 @@ def markdown(results: dict) -> str:
              "Rerun: `python3 build.py bench`.", "",
              "## Pipeline overhead over bare `session.run` (1080p footage, CPU)", "",
              "Same frames, same model inputs; the pipeline adds crop, resize, normalisation, "
-             "intrinsics mapping. Goal: at most 10%.", "",
-             "| model | input | face region | frames | pipeline s | bare session.run s | overhead |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "intrinsics mapping, depth-scale chaining. Network thread: yes = the default (the "
+             "network runs in a worker thread while the next window is prepared), no = one after "
+             "the other. Measured in adjacent pairs (pipeline, bare) on a shared machine: seconds "
+             "are medians, the overhead is the median of the pairs' ratios, with their range; CPU "
+             "time overhead: the same for the process's CPU time (all threads); load: the 1-minute "
+             "load average when the row was recorded (2 cores). Goal: at most 10%.", "",
+             "| model | input | face region | network thread | frames | pipeline s | "
+             "bare session.run s | overhead | pairs' range | CPU time overhead | load |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["overhead"]:
         shape = "x".join(map(str, r["input_shape"][-2:]))
-        lines.append(f"| {r['model']} | {shape} | {r['region']} | {r['frames']} | "
-                     f"{r['pipeline_s']} | {r['bare_session_run_s']} | {r['overhead_pct']}% |")
+        thread = {True: "yes", False: "no"}.get(r.get("pipelined"), "-")
+        spread = "{}% to {}%".format(*r["overhead_pct_range"]) if "overhead_pct_range" in r \
+            else "-"
+        cpu = f"{r['cpu_overhead_pct']}%" if "cpu_overhead_pct" in r else "-"
+        lines.append(f"| {r['model']} | {shape} | {r['region']} | {thread} | {r['frames']} | "
+                     f"{r['pipeline_s']} | {r['bare_session_run_s']} | {r['overhead_pct']}% | "
+                     f"{spread} | {cpu} | {r.get('load_average_1min', '-')} |")
     lines += ["", "## Peak memory vs sequence length (1080p footage, CPU)", "",
               "Resident memory added to the process beyond the loaded, warmed-up model while the "
               "pipeline streams the whole sequence (frames generated on the fly, predictions "
@@ -65,6 +77,8 @@ def markdown(results: dict) -> str:
                      f"{r['added_mb']} | {r['seconds']} |")
     reading = dict(results["reading"])
     lines += ["", f"## Frame reading speed (1080p, Blender {reading.pop('blender')} decoders)", "",
+              "Frames whose longest side is above 2048 pixels are reduced inside Blender as they "
+              "are read (8K rows).", "",
               "| footage | frames | ms per frame |", "| --- | --- | --- |"]
     for name, r in reading.items():
         lines.append(f"| {name} | {r['frames']} | {r['ms_per_frame']} |")
@@ -101,41 +115,59 @@ def markdown(results: dict) -> str:
                   "```", json.dumps(s), "```"]
     lines += ["", "Models: random-weight stand-ins of the paper's backbone family "
               "(`bench/standin_model.py`: patch-14 ViT, vit-tiny = width 192 x 6 blocks, "
-              "vit-small = width 384 x 12 blocks) until the project's trained model exists; "
-              "their cost is a real network's, their output meaningless.", ""]
+              "vit-small = width 384 x 12 blocks): their cost is a real network's, their output "
+              "meaningless; face_anything_default is the bundled model (140-pixel input).", ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
+    p.add_argument("--only", default="pipeline,reading,geometry,scene",
+                   help="comma-separated parts to run (pipeline, reading, geometry, scene); the "
+                        "others are kept from the recorded results")
     a = p.parse_args(argv)
+    parts = set(a.only.split(","))
     sys.path.insert(0, str(ROOT))
     from bench.standin_model import export
 
-    results = {"machine": machine(), "overhead": [], "memory": []}
-    with tempfile.TemporaryDirectory(prefix="fa-bench-") as tmp:
-        models = {size: export(Path(tmp) / f"{size}.onnx", size) for size in ("vit-tiny",
-                                                                               "vit-small")}
-        n = "3" if a.quick else "10"
-        for size, region in (("vit-tiny", "box"), ("vit-tiny", "full"), ("vit-small", "box")):
-            results["overhead"].append(child("bench.pipeline_bench", "overhead", "--model",
-                                             str(models[size]), "--frames", n, "--region", region))
-        lengths = ("20", "100") if a.quick else ("100", "500", "2000")
-        for frames in lengths:
-            results["memory"].append(child("bench.pipeline_bench", "memory", "--model",
-                                           str(models["vit-tiny"]), "--frames", frames,
-                                           "--resolution", "224", "--region", "box"))
-        results["memory"].append(child("bench.pipeline_bench", "memory", "--model",
-                                       str(models["vit-tiny"]), "--frames", lengths[-2],
-                                       "--resolution", "224", "--region", "auto"))
-    results["reading"] = child("bench.reading_bench", "--frames", "6" if a.quick else "24")
-    results["geometry"] = child("bench.geometry_bench", *(
-        ["--frames", "4", "--size", "256", "--grid", "51"] if a.quick else []))
-    if not a.quick:
-        results["scene"] = child("bench.scene_bench")
     name = "results-quick" if a.quick else "results"
-    (BENCH / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    recorded = BENCH / f"{name}.json"
+    results = json.loads(recorded.read_text()) if recorded.exists() else {}
+    results["machine"] = machine()
+    if "pipeline" in parts:
+        results["overhead"], results["memory"] = [], []
+        with tempfile.TemporaryDirectory(prefix="fa-bench-") as tmp:
+            models = {size: export(Path(tmp) / f"{size}.onnx", size) for size in ("vit-tiny",
+                                                                                   "vit-small")}
+            models["face_anything_default"] = ROOT / "face_anything_addon" / "assets" / \
+                "face_anything_default.onnx"
+            n, reps = ("3", "3") if a.quick else ("10", "5")
+            for size, region, side in (("vit-tiny", "box", "504"), ("vit-tiny", "full", "504"),
+                                       ("vit-small", "box", "504"),
+                                       ("face_anything_default", "box", "140"),
+                                       ("face_anything_default", "full", "140")):
+                for mode in ([], ["--serial"]):
+                    results["overhead"].append(child(
+                        "bench.pipeline_bench", "overhead", "--model", str(models[size]),
+                        "--frames", n, "--reps", reps, "--region", region, "--resolution", side,
+                        *mode))
+            lengths = ("20", "100") if a.quick else ("100", "500", "2000")
+            for frames in lengths:
+                results["memory"].append(child("bench.pipeline_bench", "memory", "--model",
+                                               str(models["vit-tiny"]), "--frames", frames,
+                                               "--resolution", "224", "--region", "box"))
+            results["memory"].append(child("bench.pipeline_bench", "memory", "--model",
+                                           str(models["vit-tiny"]), "--frames", lengths[-2],
+                                           "--resolution", "224", "--region", "auto"))
+    if "reading" in parts:
+        results["reading"] = child("bench.reading_bench", "--frames", "6" if a.quick else "24")
+    if "geometry" in parts:
+        results["geometry"] = child("bench.geometry_bench", *(
+            ["--frames", "4", "--size", "256", "--grid", "51"] if a.quick else []))
+    if "scene" in parts and not a.quick:
+        results["scene"] = child("bench.scene_bench")
+    recorded.write_text(json.dumps(results, indent=1) + "\n")
     (BENCH / ("RESULTS-quick.md" if a.quick else "RESULTS.md")).write_text(markdown(results))
     print(markdown(results))
 
