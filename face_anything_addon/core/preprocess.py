@@ -218,7 +218,7 @@ def _rows_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: fl
 
 
 def _cols_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: float,
-               out: np.ndarray, block: int = 32) -> np.ndarray:
+               out: np.ndarray, block: int = 16) -> np.ndarray:
     """(C, R, n) -> out (C, R, n_out): out[..., o] = scale * sum_t weights[o, t] *
     data[..., idx[o, t]]. Blocks of output columns, each the input columns it touches times a
     small matrix, cut along R to stay on one BLAS thread; written in place into `out`."""
