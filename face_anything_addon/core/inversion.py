@@ -213,8 +213,7 @@ def refine_soa(cmap: CanonicalMap, targets: np.ndarray, start: np.ndarray,
 
     Each iteration works only on the targets still moving. A target stops when its step is
     shorter than settings.tolerance; its residual is then the linearised one after that step
-    (exact to far below the rejection threshold: the step is a few hundredths of a pixel, and
-    the bilinear map is linear to second order over it).
+    (exact to far below the rejection threshold: the step is a few hundredths of a pixel).
     From iteration `patience` on, targets that are not converging stop where they stand, with
     their true residual (so rejected unless it passes): no face pixel among the four
     neighbours, a residual above give_up x max_residual, or a residual that no longer shrinks
@@ -244,13 +243,10 @@ def refine_soa(cmap: CanonicalMap, targets: np.ndarray, start: np.ndarray,
         d += damp
         det = a * d
         det -= b * b  # > 0: J^T J is positive semi-definite, and damped
-        step = np.empty_like(grad)  # -(J^T J)^-1 J^T r
-        np.multiply(b, grad[1], out=step[0])
+        step = b * grad[::-1]  # (b gv, b gu)
         step[0] -= d * grad[0]
-        np.multiply(b, grad[0], out=step[1])
         step[1] -= a * grad[1]
-        step[0] /= det
-        step[1] /= det
+        step /= det  # -(J^T J)^-1 J^T r
         norm2 = np.einsum("kn,kn->n", step, step)
         if norm2.max() > max2:
             step *= np.sqrt(np.minimum(max2 / np.maximum(norm2, 1e-30), 1))
@@ -263,7 +259,7 @@ def refine_soa(cmap: CanonicalMap, targets: np.ndarray, start: np.ndarray,
             halt = rr > hopeless
             if last_rr is not None:
                 halt |= rr > np.float32(0.81) * last_rr
-            rest = np.flatnonzero(~(converged | halt))
+            rest = np.flatnonzero(~converged & ~halt)
             if rest.size:  # the rest: stop too if no neighbour is face
                 halt[rest] = ~cmap.near_face(index.take(rest, axis=1))
             halt &= ~converged
@@ -273,12 +269,10 @@ def refine_soa(cmap: CanonicalMap, targets: np.ndarray, start: np.ndarray,
                 new[0, h] = q[0, h]
                 new[1, h] = q[1, h]
                 residual[h if active is None else active[h]] = np.sqrt(rr[h])
-        if converged.any():
-            # the residual after the step: |r + J s|^2 = |r|^2 + s.J^T r for the Gauss-Newton
-            # step s (exact but for the damping, a millionth; the step is tiny, not clipped)
-            res = np.einsum("kn,kn->n", step, grad)
-            res += rr
-            np.sqrt(np.maximum(res, 0, out=res), out=res)
+        if converged.any():  # the linearised residual after the step taken (clipped)
+            lin = np.einsum("kcn,kn->cn", jac, new - q)
+            lin += r
+            res = np.sqrt(np.einsum("cn,cn->n", lin, lin))
             if active is None and converged.all():
                 residual[:] = res
             else:

@@ -144,12 +144,16 @@ class MeshFiller:
         for j in range(c):  # (per channel: elementwise work on rows of 3 would be slow)
             np.multiply(values[j], k, out=rows[:v, j], casting="same_kind")
         rows[:v, 3] = k
-        sums = rows.take(self.table, axis=0).sum(0).T.copy()  # (4, V): neighbours' sum, count
+        sums = rows.take(self.table, axis=0).sum(0).T  # (4, V): known neighbours' sum, count
         count = sums[3]
-        diff = sums[:c]
-        diff /= np.maximum(count, 1)
-        diff -= values  # mean of the known neighbours - value (- value where unknown)
-        departure = np.sqrt(np.einsum("ij,ij->j", diff, diff))
+        share = 1.0 / np.maximum(count, 1)
+        sq = np.zeros(v, np.float32)
+        for j in range(c):
+            d = sums[j] * share
+            d -= rows[:v, j]  # mean of the known neighbours - value (0 where unknown)
+            d *= d
+            sq += d
+        departure = np.sqrt(sq)
         judged = known & (count >= 2)
         m = int(np.count_nonzero(judged))
         if m == 0:
@@ -187,62 +191,53 @@ def similarity_fit_soa(source: np.ndarray, target: np.ndarray, weights: np.ndarr
     return _fit_from_points(points, np.asarray(weights, np.float64))
 
 
-def _fit_from_points(points: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-    """The similarity from source rows 0-2 to target rows 3-5 of `points` (7, n) (row 6: ones),
-    weighted by w (n,) (None: all 1): every weighted moment from one product, then 3 x 3 algebra
-    in plain Python (a handful of numpy calls: at a thousand points their overhead, not the
-    arithmetic, is the cost)."""
-    moments = (points @ points.T if w is None else (points * w) @ points.T).tolist()
-    sw = moments[6][6]
-    ms = [moments[i][6] / sw for i in range(3)]
-    mt = [moments[3 + i][6] / sw for i in range(3)]
-    cov = [[moments[3 + i][j] / sw - mt[i] * ms[j] for j in range(3)] for i in range(3)]
-    u, d, vt = (x.tolist() for x in np.linalg.svd(cov))
-    rot = _matmul3(u, vt)
-    if _det3(rot) < 0:  # a reflection: flip the weakest axis
+def _fit_from_points(points: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The similarity from source rows 0-2 to target rows 3-5 of `points` (7, n) (row 6: ones):
+    every weighted moment from one product."""
+    moments = (points * w) @ points.T  # (7, 7)
+    moments /= moments[6, 6]
+    mu_s, mu_t = moments[:3, 6], moments[3:6, 6]
+    cov = moments[3:6, :3] - np.outer(mu_t, mu_s)  # weighted covariance, target x source
+    u, d, vt = np.linalg.svd(cov)
+    rot = u @ vt
+    (a, b, c), (e, f, g), (h, i, j) = rot.tolist()
+    if a * (f * j - g * i) - b * (e * j - g * h) + c * (e * i - f * h) < 0:  # a reflection
         d[2] = -d[2]
-        for row in u:
-            row[2] = -row[2]
-        rot = _matmul3(u, vt)
-    var = (moments[0][0] + moments[1][1] + moments[2][2]) / sw - sum(x * x for x in ms)
-    scale = sum(d) / max(var, 1e-30)
-    m = [[scale * x for x in row] for row in rot]
-    for i in range(3):
-        m[i].append(mt[i] - sum(m[i][j] * ms[j] for j in range(3)))
-    m.append([0.0, 0.0, 0.0, 1.0])
-    return np.array(m)
-
-
-def _matmul3(a, b):
-    return [[a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j] for j in range(3)]
-            for i in range(3)]
-
-
-def _det3(m) -> float:
-    (a, b, c), (e, f, g), (h, i, j) = m
-    return a * (f * j - g * i) - b * (e * j - g * h) + c * (e * i - f * h)
+        u[:, 2] = -u[:, 2]
+        rot = u @ vt
+    var = float(moments[0, 0] + moments[1, 1] + moments[2, 2] - mu_s @ mu_s)
+    m = np.eye(4)
+    m[:3, :3] = (float(d.sum()) / max(var, 1e-30)) * rot
+    m[:3, 3] = mu_t - m[:3, :3] @ mu_s
+    return m
 
 
 def _similarity_fit_batch(source: np.ndarray, target: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Per frame n: the weighted similarity from source (3, S) (shared; or (N, 3, S)) to
-    target[n] (3, S) with weights w[n] (S,): (N, 4, 4). The moments come from a few products
-    over all frames at once (frames stacked as rows: single matrix products)."""
-    if source.ndim == 3:  # one source per frame: frame by frame
-        return np.stack([similarity_fit_soa(s, t, x) for s, t, x in zip(source, target, w)])
-    frames, _, count = target.shape
-    sw = w.sum(1)  # (N,)
-    wt = target * w[:, None]  # (N, 3, S)
-    mu_t = wt.sum(2) / sw[:, None]  # (N, 3)
-    mu_s = (w @ source.T) / sw[:, None]  # (N, 3)
-    cross = (wt.reshape(3 * frames, count) @ source.T).reshape(frames, 3, 3) / sw[:, None, None]
-    cov = cross - mu_t[:, :, None] * mu_s[:, None, :]  # weighted covariance, target x source
-    var = w @ np.einsum("cs,cs->s", source, source) / sw - (mu_s * mu_s).sum(1)
+    return _fit_batch_from_points(_stack_points(source, target), w)
+
+
+def _stack_points(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(N, 7, n): source rows 0-2 (broadcast if (3, n)), target rows 3-5, ones in row 6."""
+    points = np.empty((target.shape[0], 7, target.shape[2]))
+    points[:, :3] = source
+    points[:, 3:6] = target
+    points[:, 6] = 1.0
+    return points
+
+
+def _fit_batch_from_points(points: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """_fit_from_points for each of N frames: points (N, 7, n), weights (N, n)."""
+    moments = np.matmul(points * w[:, None], points.transpose(0, 2, 1))  # (N, 7, 7)
+    moments /= moments[:, 6:, 6:]
+    mu_s, mu_t = moments[:, :3, 6], moments[:, 3:6, 6]
+    cov = moments[:, 3:6, :3] - mu_t[:, :, None] * mu_s[:, None, :]
     u, d, vt = np.linalg.svd(cov)
-    sign = np.ones((frames, 3))
+    sign = np.ones((len(cov), 3))
     sign[:, 2] = np.where(np.linalg.det(np.matmul(u, vt)) < 0, -1.0, 1.0)
     rot = np.matmul(u * sign[:, None], vt)
+    var = np.trace(moments[:, :3, :3], axis1=1, axis2=2) - (mu_s * mu_s).sum(1)
     scale = (d * sign).sum(1) / np.maximum(var, 1e-30)
-    m = np.zeros((frames, 4, 4))
+    m = np.zeros((len(cov), 4, 4))
     m[:, :3, :3] = scale[:, None, None] * rot
     m[:, :3, 3] = mu_t - np.einsum("nij,nj->ni", m[:, :3, :3], mu_s)
     m[:, 3, 3] = 1.0
@@ -268,8 +263,7 @@ def robust_similarity_fit_soa(source: np.ndarray, target: np.ndarray, weights: n
         points[:3] = source
         points[3:6] = target
         points[6] = 1.0
-        unit = w0.min() == 1.0 and w0.max() == 1.0
-        m = _fit_from_points(points, None if unit else w0)
+        m = _fit_from_points(points, w0)
         use = None if w0.min() > 0 else w0 > 0
         for _ in range(rounds):
             diff = m[:3, :3] @ source
@@ -281,23 +275,20 @@ def robust_similarity_fit_soa(source: np.ndarray, target: np.ndarray, weights: n
             scale = 2.0 * (1.4826 * float(np.partition(seen, half)[half]) + 1e-9)
             np.maximum(err, 1e-12, out=err)
             w = np.minimum(1.0, np.divide(scale, err, out=err), out=err)
-            if not unit:
+            if use is not None or w0[0] != 1.0 or w0.max() != 1.0:
                 w *= w0
             m = _fit_from_points(points, w)
         return m
-    m = _similarity_fit_batch(source, target, w0)
-    frames, _, count = target.shape
+    points = _stack_points(source, target)
+    m = _fit_batch_from_points(points, w0)
     for _ in range(rounds):
-        if source.ndim == 2:  # all frames' moved sources in one product
-            diff = (m[:, :3, :3].reshape(3 * frames, 3) @ source).reshape(target.shape)
-        else:
-            diff = np.matmul(m[:, :3, :3], source)
+        diff = np.matmul(m[:, :3, :3], points[:, :3])
         diff += m[:, :3, 3:]
         diff -= target
         err = np.sqrt(np.einsum("ncv,ncv->nv", diff, diff))
         scale = 1.4826 * _weighted_median(err, w0 > 0) + 1e-9
         w = w0 * np.minimum(1.0, 2.0 * scale[:, None] / np.maximum(err, 1e-12))
-        m = _similarity_fit_batch(source, target, w)
+        m = _fit_batch_from_points(points, w)
     return m
 
 

@@ -70,11 +70,7 @@ class Markers:
 
     def positions(self, vertices: np.ndarray) -> np.ndarray:
         """(..., V, 3) -> (..., M, 3)."""
-        out = vertices[..., self.vertices[:, 0], :] * self.weights[:, 0:1]
-        for k in (1, 2):
-            if self.weights[:, k].any():
-                out += vertices[..., self.vertices[:, k], :] * self.weights[:, k:k + 1]
-        return out
+        return np.einsum("...mkc,mk->...mc", vertices[..., self.vertices, :], self.weights)
 
 
 def farthest_points(points: np.ndarray, count: int, seeds: np.ndarray = ()) -> list[int]:
@@ -152,7 +148,6 @@ def project(k: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 class CaptureSolver:
     POSE_POINTS = 1024  # about this many vertices (a fixed, even spread) fit the head pose
-    POSE_ROUNDS = 1  # robust reweighting rounds of the per-frame pose (the fill's frame)
     # conjugate-gradient tolerance of the fill (relative residual); warm-started each frame,
     # the filled vertices stay as close to the truth as with 1e-3 (bench/geometry_bench.py)
     FILL_TOLERANCE = 1e-2
@@ -285,7 +280,7 @@ class CaptureSolver:
 
     def _fit_pose(self, observed: np.ndarray, fit: np.ndarray) -> np.ndarray:
         return robust_similarity_fit_soa(self._rest.take(fit, axis=1), observed.take(fit, axis=1),
-                                         np.ones(len(fit)), self.POSE_ROUNDS)
+                                         np.ones(len(fit)))
 
     def _local(self, pose: np.ndarray, observed: np.ndarray, ok: np.ndarray) -> np.ndarray:
         """(3, V) observed displacement from the posed template, in the template's frame and
@@ -313,11 +308,8 @@ class CaptureSolver:
                              "region, or try another model")
         positions = _fill_dropouts(positions, seen)
         if camera is not None:  # re-express each frame through the one shot camera
-            camera = np.asarray(camera, np.float64)
-            differ = np.flatnonzero((intrinsics != camera).any((1, 2)))  # others: as they are
-            if differ.size:
-                remap = np.linalg.inv(camera) @ intrinsics[differ]  # (n, 3, 3)
-                positions[differ] = np.matmul(positions[differ], remap.transpose(0, 2, 1))
+            remap = np.linalg.inv(camera) @ intrinsics  # (N, 3, 3)
+            positions = np.einsum("nij,nvj->nvi", remap, positions)
         else:
             camera = np.median(intrinsics, axis=0)
         weights = visible | ~seen[:, None]  # frames with no face: fit to the held mesh
@@ -360,7 +352,7 @@ class CaptureSolver:
         rest = self._rest[:, sub]
         poses = np.empty((len(positions), 4, 4))
         for i in range(0, len(positions), chunk):
-            x = np.ascontiguousarray(positions[i:i + chunk][:, sub].transpose(0, 2, 1))
+            x = positions[i:i + chunk][:, sub].transpose(0, 2, 1)
             w = weights[i:i + chunk][:, sub].astype(np.float64) + 1e-6
             poses[i:i + chunk] = robust_similarity_fit_soa(rest, x, w)
         return poses
