@@ -1,22 +1,28 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """From per-frame predictions to a tracked, complete, fixed-topology face: the capture solve.
 
-Per frame (`CaptureSolver.add`, streaming, O(vertices)):
-  canonical inversion of every template vertex (warm-started from the last frame's complete mesh
-  projected into this frame) -> lift by bilinear depth through the frame's camera -> robust rigid
-  (similarity) head pose -> spike rejection -> harmonic fill of the unseen vertices' displacement.
-At the end (`finish`): one camera for the shot, metric scale for relative-depth models, optional
-zero-lag temporal filtering of head-local positions (never across a gap), markers, the Capture.
+Per frame (`CaptureSolver.add`, streaming, O(vertices), nothing that scales with the maps' size):
+  canonical inversion of every template vertex (warm-started from the last two frames' complete
+  meshes, extrapolated at constant velocity and projected into this frame) -> lift by bilinear
+  depth through the frame's camera -> robust rigid (similarity) head pose -> spike rejection ->
+  harmonic fill of the unseen vertices' displacement.
+At the end (`finish`): one camera for the shot, head poses (batched over frames), metric scale for
+relative-depth models, optional zero-lag temporal filtering of head-local positions (never
+across a gap), markers, the Capture.
+
+Internally per-frame fields are channel-first ((3, V)): every step is a few contiguous vector
+operations; the stored per-frame arrays are (V, 3) as before.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .capture import Capture
-from .inversion import CanonicalMap, InversionSettings, invert
-from .mesh_fill import MeshFiller, pose_scale, robust_similarity_fit, transform
+from .inversion import CanonicalMap, InversionSettings, gather, invert_soa, pair_records
+from .mesh_fill import MeshFiller, pose_scale, robust_similarity_fit_soa
 from .pipeline import FramePrediction
 from .template import Template
 
@@ -65,7 +71,11 @@ class Markers:
 
     def positions(self, vertices: np.ndarray) -> np.ndarray:
         """(..., V, 3) -> (..., M, 3)."""
-        return np.einsum("...mkc,mk->...mc", vertices[..., self.vertices, :], self.weights)
+        out = vertices[..., self.vertices[:, 0], :] * self.weights[:, 0:1]
+        for k in (1, 2):
+            if self.weights[:, k].any():
+                out += vertices[..., self.vertices[:, k], :] * self.weights[:, k:k + 1]
+        return out
 
 
 def farthest_points(points: np.ndarray, count: int, seeds: np.ndarray = ()) -> list[int]:
@@ -102,16 +112,40 @@ def closest_surface_point(template: Template, canonical: np.ndarray):
 def bilinear(image: np.ndarray, p: np.ndarray):
     """Bilinear samples of an (H, W) map at pixel positions p (T, 2), and the spread of the four
     neighbours relative to their mean (large across a depth edge)."""
+    image = np.asarray(image)
     h, w = image.shape
-    x = np.clip(p[:, 0] - 0.5, 0, w - 1.001)
-    y = np.clip(p[:, 1] - 0.5, 0, h - 1.001)
-    x0, y0 = x.astype(np.int64), y.astype(np.int64)
-    fx, fy = x - x0, y - y0
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    c = np.stack([image[y0, x0], image[y0, x1], image[y1, x0], image[y1, x1]], 1)
-    value = (c[:, 0] * (1 - fx) + c[:, 1] * fx) * (1 - fy) + (c[:, 2] * (1 - fx) + c[:, 3] * fx) * fy
-    spread = (c.max(1) - c.min(1)) / np.maximum(np.abs(c).mean(1), 1e-12)
+    q = np.array(np.asarray(p, np.float64).T)
+    q[0] = np.clip(q[0], 0.5, w - 0.5)
+    q[1] = np.clip(q[1], 0.5, h - 0.5)
+    x, y = q[0] - 0.5, q[1] - 0.5
+    x0 = np.minimum(np.floor(x), w - 2)
+    y0 = np.minimum(np.floor(y), h - 2)
+    index = (y0.astype(np.intp) * w + x0.astype(np.intp)) + np.array([[0], [w]], np.intp)
+    return _bilinear_at(pair_records(image), image.dtype, index, x - x0, y - y0)
+
+
+def _bilinear_at(records: np.ndarray, dtype, index: np.ndarray, fx: np.ndarray, fy: np.ndarray):
+    """Value and relative spread of a scalar map at located positions (see CanonicalMap.locate)."""
+    g = gather(records, index, dtype).transpose(0, 2, 1).copy()  # (2, 2, n): row, left/right
+    side = g[:, 1] - g[:, 0]
+    side *= fx
+    side += g[:, 0]  # top and bottom rows interpolated along x
+    value = side[1] - side[0]
+    value *= fy
+    value += side[0]
+    corners = g.reshape(4, -1)
+    spread = np.maximum.reduce(corners, axis=0)
+    spread -= np.minimum.reduce(corners, axis=0)
+    spread /= np.maximum(np.abs(corners).sum(0) * 0.25, 1e-12)
     return value, spread
+
+
+@lru_cache(maxsize=4)
+def _crop_affine(crop) -> tuple[np.ndarray, np.ndarray]:
+    """A crop's model-input -> footage pixel map as origin + unit * p (crops are frozen, and a
+    shot usually keeps one)."""
+    origin = crop.to_footage(np.zeros((1, 2)))[0]
+    return origin, crop.to_footage(np.ones((1, 2)))[0] - origin
 
 
 def unproject(k: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -126,6 +160,12 @@ def project(k: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 class CaptureSolver:
+    POSE_POINTS = 1024  # about this many vertices (a fixed, even spread) fit the head pose
+    POSE_ROUNDS = 1  # robust reweighting rounds of the per-frame pose (the fill's frame)
+    # conjugate-gradient tolerance of the fill (relative residual); warm-started each frame,
+    # the filled vertices stay as close to the truth as with 1e-3 (bench/geometry_bench.py)
+    FILL_TOLERANCE = 1e-2
+
     def __init__(self, template: Template, settings: SolveSettings | None = None,
                  markers: Markers | None = None):
         self.template = template
@@ -142,52 +182,127 @@ class CaptureSolver:
         self.residuals: list[np.ndarray] = []
         self.poses: list[np.ndarray] = []
         self.intrinsics: list[np.ndarray] = []
-        self._last_positions: np.ndarray | None = None
-        self._last_displacement: np.ndarray | None = None
+        self._rest = np.ascontiguousarray(self.rest.T)  # (3, V)
+        self._targets = np.ascontiguousarray(self.targets.T)  # (3, V)
+        v = template.vertex_count
+        self._pose_subset = np.arange(0, v, max(1, v // self.POSE_POINTS))
+        self._last_positions: np.ndarray | None = None  # (3, V) the last complete mesh
+        self._prev_positions: np.ndarray | None = None  # (3, V) the one before, if continuous
+        self._last_local: np.ndarray | None = None  # (3, V) head-local displacement
+        self._prev_local: np.ndarray | None = None
+        self._last_visible: np.ndarray | None = None
 
     def add(self, prediction: FramePrediction) -> None:
         """Solve one frame (footage order)."""
-        k = prediction.intrinsics
+        k = np.asarray(prediction.intrinsics, np.float64)
         crop = prediction.crop
         cmap = CanonicalMap(prediction.canonical, prediction.face_weight, self.settings.min_weight)
-        warm = None
+        origin, unit = _crop_affine(crop)  # model-input pixel -> footage pixel
         continuous = bool(self.frames) and prediction.number == self.frames[-1] + 1
-        if self._last_positions is not None and continuous:
-            warm = crop.to_input(project(k, self._last_positions)).astype(np.float32)
-        p, residual, ok = invert(cmap, self.targets, warm, self.inversion)
-        z, spread = bilinear(prediction.depth, np.nan_to_num(p))
+        warm, tracked = self._predict(k, origin, unit) if continuous else (None, None)
+        p, residual, ok = invert_soa(cmap, self._targets, warm, self.inversion, tracked)
+        z, spread = self._depth(prediction.depth, cmap, p)
         ok &= (spread <= self.settings.max_depth_spread) & (z > 0) & np.isfinite(z)
-        observed = unproject(k, crop.to_footage(np.nan_to_num(p)), z)
-        positions, pose, ok = self._complete(observed, ok)
+        # unproject the footage pixel (origin + unit * p) at depth z
+        observed = np.empty((3, len(z)))
+        for i in (0, 1):
+            a = unit[i] / k[i, i]
+            b = (origin[i] - k[i, 2]) / k[i, i]
+            np.multiply(p[i], a, out=observed[i])
+            observed[i] += b
+            observed[i] *= z
+        observed[2] = z
+        positions, pose, ok = self._complete(observed, ok, continuous)
         self.frames.append(prediction.number)
-        self.positions.append(positions.astype(np.float32))
+        self.positions.append(positions.T.astype(np.float32))
         self.visible.append(ok)
         self.residuals.append(np.where(ok, residual, np.inf).astype(np.float32))
         self.poses.append(pose)
         self.intrinsics.append(k)
 
-    def _complete(self, observed: np.ndarray, ok: np.ndarray):
+    def _predict(self, k: np.ndarray, origin: np.ndarray, unit: np.ndarray):
+        """Warm starts (2, V) in this frame's model-input pixels (the next frame after the last
+        one), and which vertices were seen in the last frame."""
+        if self._last_positions is None:
+            return None, None
+        x = self._last_positions
+        if self._prev_positions is not None:  # constant velocity
+            x = 2.0 * x - self._prev_positions
+        proj = k @ x
+        warm = np.empty((2, x.shape[1]), np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for i in (0, 1):
+                warm[i] = (proj[i] / proj[2] - origin[i]) / unit[i]
+        return warm, self._last_visible
+
+    def _depth(self, depth: np.ndarray, cmap: CanonicalMap, p: np.ndarray):
+        """Bilinear depth at p (2, V) (nan: anywhere) and the spread of its four samples."""
+        depth = np.asarray(depth)
+        if depth.shape != (cmap.h, cmap.w):
+            return bilinear(depth, np.nan_to_num(p, nan=0.5).T)
+        located = cmap.located(p)
+        if located is None:
+            c = np.nan_to_num(p, nan=0.5)
+            c -= 0.5
+            located = cmap.locate(cmap.clip_corner(c))
+        index, f = located
+        return _bilinear_at(pair_records(depth), depth.dtype, index, f[0], f[1])
+
+    def _complete(self, observed: np.ndarray, ok: np.ndarray, continuous: bool):
+        """observed (3, V) (meaningful where ok) -> the complete mesh (3, V), pose, ok.
+        continuous: this frame follows the last one (the two may give a velocity)."""
         s = self.settings
-        if ok.sum() < s.min_visible:
+        number_seen = int(ok.sum())
+        if number_seen < s.min_visible:
+            self._prev_positions = self._prev_local = None
+            self._last_visible = np.zeros_like(ok)
             if self._last_positions is None:
                 pose = np.full((4, 4), np.nan)
                 return np.full_like(observed, np.nan), pose, np.zeros_like(ok)
             positions = self._last_positions  # hold the last complete mesh through a dropout
-            return positions, robust_similarity_fit(self.rest, positions,
-                                                    np.ones(len(positions))), np.zeros_like(ok)
-        pose = robust_similarity_fit(self.rest[ok], observed[ok], np.ones(ok.sum()))
-        base = transform(pose, self.rest)
-        displacement = observed - base
-        spikes = self.filler.outliers(ok, displacement, s.spike_floor * pose_scale(pose))
+            return positions, robust_similarity_fit_soa(self._rest, positions,
+                                                        np.ones(positions.shape[1])), \
+                np.zeros_like(ok)
+        fit = self._pose_subset[ok[self._pose_subset]]
+        if len(fit) < min(number_seen, 3 * s.min_visible, 256):  # a small face: all it shows
+            fit = np.flatnonzero(ok)
+        pose = self._fit_pose(observed, fit)
+        # head-local displacement from the posed template (rotation and scale commute with the
+        # Laplacian: it is what gets filled; head motion does not change it, only expression)
+        local = self._local(pose, observed, ok)
+        spikes = self.filler.outliers_soa(ok, local, s.spike_floor)
         if spikes.any():
             ok = ok & ~spikes
-            pose = robust_similarity_fit(self.rest[ok], observed[ok], np.ones(ok.sum()))
-            base = transform(pose, self.rest)
-            displacement = observed - base
-        displacement = self.filler.fill(ok, displacement, self._last_displacement)
-        positions = base + displacement
-        self._last_positions, self._last_displacement = positions, displacement
+            if spikes[fit].any():
+                fit = fit[~spikes[fit]]
+                pose = self._fit_pose(observed, fit)
+            local = self._local(pose, observed, ok)
+        guess = None  # warm start: the last frames' (at constant velocity when in a row)
+        if self._last_local is not None:
+            guess = self._last_local
+            if self._prev_local is not None and continuous:
+                guess = 2.0 * guess - self._prev_local
+        local = self.filler.fill_soa(ok, local, guess, self.FILL_TOLERANCE)
+        positions = pose[:3, :3] @ (local + self._rest)
+        positions += pose[:3, 3:]
+        self._prev_positions = self._last_positions if continuous else None
+        self._prev_local = self._last_local if continuous else None
+        self._last_positions, self._last_local = positions, local
+        self._last_visible = ok
         return positions, pose, ok
+
+    def _fit_pose(self, observed: np.ndarray, fit: np.ndarray) -> np.ndarray:
+        return robust_similarity_fit_soa(self._rest.take(fit, axis=1), observed.take(fit, axis=1),
+                                         np.ones(len(fit)), self.POSE_ROUNDS)
+
+    def _local(self, pose: np.ndarray, observed: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """(3, V) observed displacement from the posed template, in the template's frame and
+        units (0 where not ok)."""
+        m = pose[:3, :3]
+        inverse = m.T / (m[:, 0] @ m[:, 0])  # (s R)^-1 = R^T / s
+        local = inverse @ (observed - pose[:3, 3:])
+        local -= self._rest
+        return np.where(ok, local, 0.0)
 
     # ------------------------------------------------------------------ the end of the shot
 
@@ -206,13 +321,15 @@ class CaptureSolver:
                              "region, or try another model")
         positions = _fill_dropouts(positions, seen)
         if camera is not None:  # re-express each frame through the one shot camera
-            remap = np.linalg.inv(camera) @ intrinsics  # (N, 3, 3)
-            positions = np.einsum("nij,nvj->nvi", remap, positions)
+            camera = np.asarray(camera, np.float64)
+            differ = np.flatnonzero((intrinsics != camera).any((1, 2)))  # others: as they are
+            if differ.size:
+                remap = np.linalg.inv(camera) @ intrinsics[differ]  # (n, 3, 3)
+                positions[differ] = np.matmul(positions[differ], remap.transpose(0, 2, 1))
         else:
             camera = np.median(intrinsics, axis=0)
         weights = visible | ~seen[:, None]  # frames with no face: fit to the held mesh
-        poses = np.stack([robust_similarity_fit(self.rest, x, w.astype(np.float64) + 1e-6)
-                          for x, w in zip(positions, weights)])
+        poses = self._poses(positions, weights)
         if getattr(model, "depth_units", "metric") == "relative":
             scale = float(np.median([pose_scale(m) for m in poses[seen]]))
             positions /= scale
@@ -242,6 +359,19 @@ class CaptureSolver:
             contract_version=getattr(model, "contract", ""),
             depth_units=getattr(model, "depth_units", "metric"),
             settings={**settings, "solve": asdict(self.settings)})
+
+    def _poses(self, positions: np.ndarray, weights: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """Robust similarity fits of the template to each frame's mesh (N, V, 3), weighted by
+        (N, V) (hidden vertices count a millionth), on the pose subset of vertices; batched over
+        frames, `chunk` at a time (memory stays O(chunk x vertices))."""
+        sub = self._pose_subset
+        rest = self._rest[:, sub]
+        poses = np.empty((len(positions), 4, 4))
+        for i in range(0, len(positions), chunk):
+            x = np.ascontiguousarray(positions[i:i + chunk][:, sub].transpose(0, 2, 1))
+            w = weights[i:i + chunk][:, sub].astype(np.float64) + 1e-6
+            poses[i:i + chunk] = robust_similarity_fit_soa(rest, x, w)
+        return poses
 
     def _marker_residuals(self) -> np.ndarray:
         res = np.stack(self.residuals)[:, self.markers.vertices]  # (N, M, 3)
