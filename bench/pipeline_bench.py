@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from face_anything_addon.core.contract import describe_model
-from face_anything_addon.core.frames import Frame
+from face_anything_addon.core.frames import Frame, from_blender_pixels
 from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
 from face_anything_addon.core.session import open_session
 
@@ -37,6 +37,49 @@ def base_image(seed: int = 0) -> np.ndarray:
     return np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)
 
 
+def blender_buffer(frame: Frame) -> np.ndarray:
+    """The frame as Blender hands it over: flat RGBA float32, bottom row first."""
+    h, w = frame.image.shape[:2]
+    rgba = np.concatenate([frame.image, np.ones((h, w, 1), np.float32)], axis=2)[::-1]
+    return np.ascontiguousarray(rgba).ravel()
+
+
+class ReaderFrames:
+    """Frames as the add-on's readers give them: they know the footage size and, asked
+    `reduced(n)` by the pipeline, copy each frame out of Blender's buffer as means of n x n
+    blocks (`from_blender_pixels`). The copies are made once, on the first (untimed) run, as the
+    full-size frames are made before timing: reading is measured on its own (`copy_ms`)."""
+
+    def __init__(self, frames: list[Frame]):
+        self.frames, self.size = frames, frames[0].size
+        self.asked: list[int] = []
+        self._made: dict[int, list[Frame]] = {}
+
+    def reduced(self, factor: int) -> list[Frame]:
+        self.asked.append(factor)
+        if factor not in self._made:
+            self._made[factor] = [
+                Frame(f.number, from_blender_pixels(blender_buffer(f), *f.size, 4, factor),
+                      f.size, (1 / factor, 1 / factor)) if factor > 1 else f
+                for f in self.frames]
+        return self._made[factor]
+
+    def __iter__(self):
+        return iter(self.frames)
+
+
+def copy_ms(frame: Frame, block: int, reps: int = 7) -> float:
+    """ms to copy one frame out of Blender's buffer (`from_blender_pixels`) in blocks of
+    `block` (1: the plain copy every reader makes), best of `reps`."""
+    flat = blender_buffer(frame)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        from_blender_pixels(flat, *frame.size, 4, block)
+        best = min(best, time.perf_counter() - t0)
+    return round(1000 * best, 2)
+
+
 class Footage:
     """Re-iterable synthetic footage generated on the fly (never all in memory)."""
 
@@ -49,15 +92,19 @@ class Footage:
 
 
 def overhead(model_path: Path, frames: int, resolution: int, region, reps: int = 5,
-             pipelined: bool = True) -> dict:
+             pipelined: bool = True, reader: bool = False) -> dict:
     """Pipeline time over the time of bare `session.run` on the very tensors the pipeline feeds
     the model. The machine is shared, so the two are measured in `reps` adjacent pairs (order
-    alternating) and the overhead is the median of the pairs' ratios."""
+    alternating) and the overhead is the median of the pairs' ratios. reader: the frames come
+    from a source that reduces them when the pipeline asks (`ReaderFrames`, as the add-on's
+    readers do); else full-size 1080p arrays."""
     session = open_session(describe_model(model_path), "CPU")
     options = {"pipelined": pipelined} if "pipelined" in PipelineSettings.__dataclass_fields__ \
         else {}
     settings = PipelineSettings(face_region=region, resolution=resolution, **options)
     footage = [synthetic_frame(i, base_image()) for i in range(frames)]
+    if reader:
+        footage = ReaderFrames(footage)
 
     # the exact tensors the pipeline feeds the model, for the bare runs
     inputs = []
@@ -93,7 +140,13 @@ def overhead(model_path: Path, frames: int, resolution: int, region, reps: int =
             pairs.append((*pipeline_s(), *bare_s()))
     pipe, pipe_cpu, bare, bare_cpu = np.array(pairs).T
     ratios = pipe / bare
-    return {"model": model_path.stem, "resolution": resolution, "region": str(region),
+    extra = {}
+    if reader:
+        block = footage.asked[-1]
+        extra = {"frames_in": f"reader, 1/{block}" if block > 1 else "reader, full size",
+                 "reader_copy_ms": {"full size": copy_ms(footage.frames[0], 1),
+                                    f"1/{block}": copy_ms(footage.frames[0], block)}}
+    return {"model": model_path.stem, "resolution": resolution, "region": str(region), **extra,
             "frames": frames, "model_calls": len(inputs), "pipelined": pipelined,
             "input_shape": list(inputs[-1].shape), "reps": reps,
             "pipeline_s": round(float(np.median(pipe)), 3),
@@ -150,10 +203,13 @@ def main(argv=None) -> None:
     p.add_argument("--reps", type=int, default=5, help="overhead: measured pairs")
     p.add_argument("--serial", action="store_true",
                    help="overhead: the network on the calling thread (PipelineSettings.pipelined off)")
+    p.add_argument("--reader", action="store_true",
+                   help="overhead: frames from a reader that reduces them as the pipeline asks")
     a = p.parse_args(argv)
     region = FACE_BOX if a.region == "box" else a.region
     if a.kind == "overhead":
-        result = overhead(a.model, a.frames, a.resolution, region, a.reps, not a.serial)
+        result = overhead(a.model, a.frames, a.resolution, region, a.reps, not a.serial,
+                          a.reader)
     else:
         result = memory(a.model, a.frames, a.resolution, region)
     json.dump(result, sys.stdout)

@@ -53,19 +53,28 @@ def markdown(results: dict) -> str:
              "the other. Measured in adjacent pairs (pipeline, bare) on a shared machine: seconds "
              "are medians, the overhead is the median of the pairs' ratios, with their range; CPU "
              "time overhead: the same for the process's CPU time (all threads); load: the 1-minute "
-             "load average when the row was recorded (2 cores). Goal: at most 10%.", "",
-             "| model | input | face region | network thread | frames | pipeline s | "
-             "bare session.run s | overhead | pairs' range | CPU time overhead | load |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "load average when the row was recorded (2 cores). Frames in: 1080p arrays = "
+             "full-size frames made before timing; reader = frames as the add-on's readers give "
+             "them: asked by the pipeline for the reduction its smallest crop allows, they are "
+             "copied out of Blender's buffer as means of n x n blocks (`from_blender_pixels`), "
+             "also before timing; what that copy costs against the plain copy every reader makes "
+             "is in the last column (ms per 1080p frame). Goal: at most 10%.", "",
+             "| model | input | face region | frames in | network thread | frames | pipeline s | "
+             "bare session.run s | overhead | pairs' range | CPU time overhead | load | "
+             "reader's copy ms: plain / in blocks |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["overhead"]:
         shape = "x".join(map(str, r["input_shape"][-2:]))
         thread = {True: "yes", False: "no"}.get(r.get("pipelined"), "-")
         spread = "{}% to {}%".format(*r["overhead_pct_range"]) if "overhead_pct_range" in r \
             else "-"
         cpu = f"{r['cpu_overhead_pct']}%" if "cpu_overhead_pct" in r else "-"
-        lines.append(f"| {r['model']} | {shape} | {r['region']} | {thread} | {r['frames']} | "
+        copies = " / ".join(str(v) for v in r["reader_copy_ms"].values()) \
+            if "reader_copy_ms" in r else "-"
+        lines.append(f"| {r['model']} | {shape} | {r['region']} | "
+                     f"{r.get('frames_in', '1080p arrays')} | {thread} | {r['frames']} | "
                      f"{r['pipeline_s']} | {r['bare_session_run_s']} | {r['overhead_pct']}% | "
-                     f"{spread} | {cpu} | {r.get('load_average_1min', '-')} |")
+                     f"{spread} | {cpu} | {r.get('load_average_1min', '-')} | {copies} |")
     lines += ["", "## Peak memory vs sequence length (1080p footage, CPU)", "",
               "Resident memory added to the process beyond the loaded, warmed-up model while the "
               "pipeline streams the whole sequence (frames generated on the fly, predictions "
@@ -161,15 +170,20 @@ def main(argv=None) -> None:
             models["face_anything_default"] = ROOT / "face_anything_addon" / "assets" / \
                 "face_anything_default.onnx"
             n, reps = ("3", "3") if a.quick else ("10", "5")
-            for size, region, side in (("vit-tiny", "box", "504"), ("vit-tiny", "full", "504"),
-                                       ("vit-small", "box", "504"),
-                                       ("face_anything_default", "box", "140"),
-                                       ("face_anything_default", "full", "140")):
+            small_n, small_reps = ("6", "3") if a.quick else ("40", "7")  # a 10 ms model
+            for size, region, side, source in (
+                    ("vit-tiny", "box", "504", []), ("vit-tiny", "full", "504", []),
+                    ("vit-small", "box", "504", []),
+                    ("face_anything_default", "box", "140", []),
+                    ("face_anything_default", "full", "140", []),
+                    ("face_anything_default", "box", "140", ["--reader"]),
+                    ("face_anything_default", "full", "140", ["--reader"])):
+                count = (small_n, small_reps) if size == "face_anything_default" else (n, reps)
                 for mode in ([], ["--serial"]):
                     results["overhead"].append(child(
                         "bench.pipeline_bench", "overhead", "--model", str(models[size]),
-                        "--frames", n, "--reps", reps, "--region", region, "--resolution", side,
-                        *mode))
+                        "--frames", count[0], "--reps", count[1], "--region", region,
+                        "--resolution", side, *source, *mode))
             lengths = ("20", "100") if a.quick else ("100", "500", "2000")
             for frames in lengths:
                 results["memory"].append(child("bench.pipeline_bench", "memory", "--model",

@@ -16,6 +16,12 @@ are known up front, and iterating it decodes and yields one `core.frames.Frame` 
   carries the footage size, so crops, face boxes, intrinsics and markers stay in footage pixels.
   Blender itself still holds one decoded frame at full size for a moment (4 bytes a pixel for
   8-bit files and movies, 16 for EXR and 16-bit files).
+- Reduction for the model: `Footage.reduced(n)` reads the same frames as means of blocks of
+  pixels, up to n footage pixels a side (fewer when Blender already reduced the frame), made in
+  the one pass that copies Blender's pixels out anyway (`core.frames.from_blender_pixels`; faster
+  than the plain copy). The pipeline asks for it when the model needs the frame n times smaller
+  or more (`core.pipeline`), so a 1080p frame for a 140-pixel model is never held at full size.
+  EXR blocks are averaged in scene-linear light, then encoded.
 - Colour: frames are display values. 8/16-bit files and movies are read as stored (colour space
   'Non-Color', alpha 'CHANNEL_PACKED': no linearisation, no premultiplication); 8-bit PNG bytes come
   back as byte/255. EXR holds scene-linear light: `linear_to_srgb` encodes it for display.
@@ -24,6 +30,7 @@ are known up front, and iterating it decodes and yields one `core.frames.Frame` 
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from contextlib import contextmanager
@@ -34,7 +41,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import FootageError
-from ..core.frames import Frame, from_blender_pixels, reduced_size
+from ..core.frames import Frame, block_size, from_blender_pixels, reduced_size
 
 # Accepted image extensions and the family ("type") each belongs to; one family per sequence.
 IMAGE_FAMILIES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
@@ -59,31 +66,49 @@ class Footage:
     frame_numbers: the numbers iteration yields, in order; size: (width, height) of the first frame,
     in footage pixels; max_side: longest side frames are decoded at (0: full size), so read_size
     is `size` reduced to it; frame_start: for a Movie Clip, the scene frame at which number 1 plays
-    (else None).
+    (else None); reduction: frames may come up to this many times smaller than the footage
+    (`reduced`).
     """
 
     def __init__(self, name: str, path: Path, kind: str, frame_numbers: list[int],
-                 size: tuple[int, int], read: Callable[[tuple[int, int]], Iterator[Frame]],
+                 size: tuple[int, int],
+                 read: Callable[[tuple[int, int], int], Iterator[Frame]],
                  frame_start: int | None = None, max_side: int = MAX_SIDE):
         self.name, self.path, self.kind = name, path, kind
         self.frame_numbers, self.size, self.frame_start = frame_numbers, size, frame_start
         self.max_side = max_side
+        self.reduction = 1
         self._read = read
 
     @property
     def read_size(self) -> tuple[int, int]:
         return reduced_size(*self.size, self.max_side)
 
+    @property
+    def block(self) -> int:
+        """Frames come as means of block x block pixels of the read size: the reduction left
+        after Blender's own to the read size."""
+        ratio = min(r / s for r, s in zip(self.read_size, self.size))
+        return max(1, int(self.reduction * ratio + 1e-9))
+
+    def reduced(self, factor: int) -> "Footage":
+        """The same footage, its frames up to `factor` times smaller (1: as read)."""
+        if factor < 1:
+            raise ValueError(f"reduction factor must be at least 1 (got {factor})")
+        other = copy.copy(self)
+        other.reduction = int(factor)
+        return other
+
     def __iter__(self) -> Iterator[Frame]:
-        return self._read(self.read_size)
+        return self._read(self.read_size, self.block)
 
     def __len__(self) -> int:
         return len(self.frame_numbers)
 
     def __repr__(self) -> str:
         first, last = self.frame_numbers[0], self.frame_numbers[-1]
-        read = "" if self.read_size == self.size else \
-            f" read at {self.read_size[0]}x{self.read_size[1]}"
+        read = "" if self.read_size == self.size and self.block == 1 else \
+            " read at {}x{}".format(*block_size(*self.read_size, self.block))
         return (f"<Footage {self.name!r} {self.kind} {self.size[0]}x{self.size[1]}{read}, "
                 f"{len(self)} frames {first}..{last}>")
 
@@ -316,11 +341,11 @@ def _decoded_size(img: bpy.types.Image, what: str) -> tuple[int, int]:
 
 
 def _pixels(img: bpy.types.Image, buffer: np.ndarray | None, size: tuple[int, int],
-            what: str, frame: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(H x W x 3 float32 top row first at `size`, the flat buffer used). A `size` smaller than
-    the decoded frame is reached inside Blender first (`Image.scale`, an area average; `frame`:
-    the movie frame), so only that many pixels are copied out. `buffer` is reused when it has the
-    right length."""
+            what: str, frame: int = 0, block: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(H x W x 3 float32 top row first at `size`, or its means of block x block pixels; the
+    flat buffer used). A `size` smaller than the decoded frame is reached inside Blender first
+    (`Image.scale`, an area average; `frame`: the movie frame), so only that many pixels are
+    copied out. `buffer` is reused when it has the right length."""
     if tuple(img.size) != tuple(size):
         img.scale(*size, frame=frame)
         if tuple(img.size) != tuple(size):
@@ -330,7 +355,17 @@ def _pixels(img: bpy.types.Image, buffer: np.ndarray | None, size: tuple[int, in
     if buffer is None or buffer.size != count:
         buffer = np.empty(count, dtype=np.float32)
     img.pixels.foreach_get(buffer)
-    return from_blender_pixels(buffer, *size, img.channels), buffer
+    return from_blender_pixels(buffer, *size, img.channels, block=block), buffer
+
+
+def _frame_maker(size: tuple[int, int], read_size: tuple[int, int],
+                 block: int) -> Callable[[int, np.ndarray], Frame]:
+    """Frame(number, image) for images read at read_size in blocks of `block`: they carry the
+    footage size when reduced, and their exact scale when in blocks."""
+    if read_size == size and block == 1:
+        return Frame
+    scale = None if block == 1 else (read_size[0] / size[0] / block, read_size[1] / size[1] / block)
+    return lambda number, image: Frame(number, image, size, scale)
 
 
 def _probe(path: Path) -> tuple[tuple[int, int], int]:
@@ -365,15 +400,15 @@ def _sequence_footage(name: str, path: Path, files: dict[int, Path],
     chosen = [(n, files[n]) for n in numbers]
     size, _ = _probe(chosen[0][1])
     return Footage(name, path, "SEQUENCE", [n + shift for n in numbers], size,
-                   lambda read_size: _read_sequence(chosen, shift, size, read_size), frame_start,
-                   max_side)
+                   lambda read_size, block: _read_sequence(chosen, shift, size, read_size, block),
+                   frame_start, max_side)
 
 
 def _read_sequence(files: list[tuple[int, Path]], shift: int, size: tuple[int, int],
-                   read_size: tuple[int, int]) -> Iterator[Frame]:
+                   read_size: tuple[int, int], block: int = 1) -> Iterator[Frame]:
     """Frames of image files, through one image datablock whose filepath moves file to file."""
     exr = files[0][1].suffix.lower() == ".exr"
-    footage_size = None if read_size == size else size
+    frame = _frame_maker(size, read_size, block)
     with _scratch() as made:
         img, buffer, stored = None, None, True
         for number, path in files:
@@ -383,10 +418,10 @@ def _read_sequence(files: list[tuple[int, Path]], shift: int, size: tuple[int, i
             else:
                 img.filepath = str(path)
             _check_size(_decoded_size(img, str(path)), size, str(path), files[0][1].name)
-            image, buffer = _pixels(img, buffer, read_size, str(path))
+            image, buffer = _pixels(img, buffer, read_size, str(path), block=block)
             if exr or (not stored and img.is_float):
                 linear_to_srgb(image, out=image)  # a fresh array: converted in place
-            yield Frame(number + shift, image, footage_size)
+            yield frame(number + shift, image)
 
 
 # ----------------------------------------------------------------------------------------- movies
@@ -400,12 +435,13 @@ def _movie_footage(name: str, path: Path, frame_range: tuple[int, int] | None, s
         raise FootageError(f"{name}: no frames in frame range {frame_range} (the movie has "
                            f"{duration} frames)")
     return Footage(name, path, "MOVIE", [n + shift for n in numbers], size,
-                   lambda read_size: _read_movie(path, numbers, shift, size, read_size),
+                   lambda read_size, block: _read_movie(path, numbers, shift, size, read_size,
+                                                        block),
                    frame_start, max_side)
 
 
 def _read_movie(path: Path, numbers: list[int], shift: int, size: tuple[int, int],
-                read_size: tuple[int, int]) -> Iterator[Frame]:
+                read_size: tuple[int, int], block: int = 1) -> Iterator[Frame]:
     """Frames `numbers` (1-based) of a movie, through an image texture that selects the frame."""
     with _bounded_cache(), _scratch() as made:
         img = _load(path, made)
@@ -416,14 +452,14 @@ def _read_movie(path: Path, numbers: list[int], shift: int, size: tuple[int, int
         if numbers[-1] > img.frame_duration:  # the file changed since it was opened
             raise FootageError(f"{path} now has {img.frame_duration} frames, not {numbers[-1]}")
         texture.image_user.frame_duration = img.frame_duration
-        footage_size = None if read_size == size else size
+        frame = _frame_maker(size, read_size, block)
         buffer = None
         for number in numbers:
             texture.image_user.frame_current = number
             texture.evaluate((0.0, 0.0, 0.0))
             what = f"frame {number} of {path}"
             _check_size(_decoded_size(img, what), size, what, "frame 1")
-            image, buffer = _pixels(img, buffer, read_size, what, frame=number)
+            image, buffer = _pixels(img, buffer, read_size, what, frame=number, block=block)
             if not stored and img.is_float:
                 linear_to_srgb(image, out=image)
-            yield Frame(number + shift, image, footage_size)
+            yield frame(number + shift, image)

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..core.capture import Capture
 from ..core.capture_run import CaptureSettings, run_capture
 from ..core.frame_feed import FeedClosed, FrameFeed
+from ..core.frames import reduced
 from ..core.marker_picks import PickResult
 from ..core.pipeline import Progress
 from . import clip_picks
@@ -68,7 +69,7 @@ class ReconstructJob:
         self.fps = fps
         self.status = JobStatus(total=len(footage))
         self.cancel_event = threading.Event()
-        self.feed = FrameFeed(len(footage))
+        self.feed = FrameFeed(len(footage), size=tuple(footage.size))
         self._progress: queue.Queue = queue.Queue()
         self._result: queue.Queue = queue.Queue(1)
         self._source = None
@@ -142,7 +143,7 @@ class ReconstructJob:
 
     def _produce(self) -> None:
         if self.feed.pending_pass():
-            self._source, self._pending = iter(self.footage), None
+            self._source, self._pending = iter(reduced(self.footage, self.feed.reduction)), None
         deadline = time.perf_counter() + self.TICK_BUDGET_S
         while self._source is not None and time.perf_counter() < deadline:
             if self.cancel_event.is_set():

@@ -20,6 +20,9 @@ class Frame:
             exceed 1; preprocessing clips).
     footage_size: (width, height) of the footage when `image` is a reduced copy of the frame (a
             reader shrinks large frames as it decodes them); None: the image is full size.
+    pixel_scale: (sx, sy) image pixels per footage pixel when they are not the ratio of the sizes
+            (a copy reduced in blocks of n x n pixels, whose last block may be partial: 1 / n);
+            None: the ratio of the sizes.
 
     Everything 2D is measured in footage pixels (`size`): crops, face boxes, intrinsics, markers.
     A reduced image covers the same frame, so footage point (u, v) lies at (u * sx, v * sy) in
@@ -29,6 +32,7 @@ class Frame:
     number: int
     image: np.ndarray
     footage_size: tuple[int, int] | None = None
+    pixel_scale: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.float32:
@@ -41,6 +45,12 @@ class Frame:
                                  f"{self.image.shape[0]} image cannot be a reduced copy of a "
                                  f"{width} x {height} frame")
             object.__setattr__(self, "footage_size", (width, height))
+        if self.pixel_scale is not None:
+            sx, sy = map(float, self.pixel_scale)
+            if self.footage_size is None or not (0 < sx <= 1 and 0 < sy <= 1):
+                raise ValueError(f"frame {self.number}: pixel scale {self.pixel_scale} needs a "
+                                 f"footage size and values in (0, 1]")
+            object.__setattr__(self, "pixel_scale", (sx, sy))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -57,8 +67,18 @@ class Frame:
         """(sx, sy): image pixels per footage pixel (1, 1 for a full-size image)."""
         if self.footage_size is None:
             return 1.0, 1.0
+        if self.pixel_scale is not None:
+            return self.pixel_scale
         return (self.image.shape[1] / self.footage_size[0],
                 self.image.shape[0] / self.footage_size[1])
+
+
+def reduced(frames, factor: int):
+    """`frames` asked for frames up to `factor` times smaller than the footage, when it is a source
+    that can make them (a reader's `reduced`, e.g. `blender.footage.Footage`); else `frames`
+    unchanged. Core works on frames of any scale (everything is in footage pixels)."""
+    reduce = getattr(frames, "reduced", None)
+    return reduce(int(factor)) if reduce is not None else frames
 
 
 def reduced_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -70,14 +90,57 @@ def reduced_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-def from_blender_pixels(pixels: np.ndarray, width: int, height: int, channels: int = 4) -> np.ndarray:
+def from_blender_pixels(pixels: np.ndarray, width: int, height: int, channels: int = 4,
+                        block: int = 1) -> np.ndarray:
     """Blender's flat pixel buffer (bottom row first, `channels` floats per pixel) -> H x W x 3 RGB,
-    top row first. The only place that knows Blender's pixel order."""
+    top row first. The only place that knows Blender's pixel order.
+
+    block > 1: each output pixel is the mean of a block x block square of the frame (the last row
+    and column of blocks average what is left: ceil(H / block) x ceil(W / block) out), computed in
+    the same single read of the buffer that the copy to RGB makes, so a frame the model needs
+    much smaller never exists at full size outside Blender. Pixel i then covers frame pixels
+    [block * i, block * i + block): `Frame.pixel_scale` (1 / block)."""
     pixels = np.asarray(pixels, dtype=np.float32)
     if pixels.size != width * height * channels:
         raise ValueError(f"{pixels.size} values do not make a {width} x {height} image with "
                          f"{channels} channels")
     image = pixels.reshape(height, width, channels)[::-1]
+    if block > 1:
+        return _block_mean(image, int(block))
     if channels >= 3:
         return np.ascontiguousarray(image[:, :, :3])
     return np.ascontiguousarray(np.repeat(image[:, :, :1], 3, axis=2))  # grey (or grey + alpha)
+
+
+def block_size(width: int, height: int, block: int) -> tuple[int, int]:
+    """(width, height) of a frame reduced in blocks of `block` pixels (the last ones partial)."""
+    return -(-width // block), -(-height // block)
+
+
+def _block_mean(image: np.ndarray, k: int) -> np.ndarray:
+    """(H, W, C) any strides -> (ceil(H / k), ceil(W / k), 3) float32 means of k x k blocks (RGB
+    from the first three channels, grey repeated). Rows: k-row sums of strided views, one read of
+    the input; columns: each block row of k pixels times a 0/1 matrix that also picks the
+    channels."""
+    h, w, c = image.shape
+    hb, wb = h // k, w // k
+    rows = np.empty((-(-h // k), w, c), np.float32)
+    if hb:
+        np.sum(image[:hb * k].reshape(hb, k, w, c), axis=1, out=rows[:hb])
+    if h > hb * k:
+        np.sum(image[hb * k:], axis=0, out=rows[hb])
+    take = [0, 1, 2] if c >= 3 else [0, 0, 0]
+    picks = np.zeros((k * c, 3), np.float32)
+    for j in range(k):
+        picks[j * c + np.array(take), [0, 1, 2]] = 1.0
+    out = np.empty((rows.shape[0], -(-w // k), 3), np.float32)
+    if wb:
+        np.matmul(rows[:, :wb * k].reshape(rows.shape[0], wb, k * c), picks, out=out[:, :wb])
+    if w > wb * k:
+        np.matmul(rows[:, wb * k:].reshape(rows.shape[0], 1, (w - wb * k) * c),
+                  picks[:(w - wb * k) * c], out=out[:, wb:])
+    counts = np.full((out.shape[0], out.shape[1], 1), float(k * k), np.float32)
+    counts[hb:] *= (h - hb * k) / k
+    counts[:, wb:] *= (w - wb * k) / k
+    out /= counts
+    return out

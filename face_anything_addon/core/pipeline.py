@@ -12,6 +12,12 @@ prepared (`PipelineSettings.pipelined`; off: one after the other on the calling 
 run in a worker thread (no global state). `cancel.set()` stops it cleanly within one window.
 With `face_region="auto"`, `frames` is iterated twice (a quick detection pass at low resolution,
 then the prediction pass), so it must be re-iterable (a footage object or a list).
+
+A frame source that knows its footage `size` and has `reduced(n)` (a reader: `blender.footage`,
+`core.frame_feed`) is asked, before each pass, for frames up to n times smaller, n being the
+integer area reduction the preprocessing would make first for that pass's smallest crop
+(`preprocess.reduction_factor`): the reader averages the blocks while it copies the pixels out
+anyway, so full-resolution frames never reach the pipeline when the model does not need them.
 """
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .frames import Frame
-from .preprocess import Crop, crop_for_box, full_frame_crop, model_input_size, prepare
+from .frames import Frame, reduced
+from .preprocess import (Crop, crop_for_box, full_frame_crop, model_input_size, prepare,
+                         reduction_factor)
 from .session import ModelSession
 
 MAP_OUTPUTS = ("depth", "depth_conf", "canonical", "canonical_conf", "mask")
@@ -295,6 +302,9 @@ class Pipeline:
                     found[where[i]] = box
 
         first_size = None
+        size = getattr(frames, "size", None)  # a reader that knows it can reduce frames for us
+        if size is not None:
+            frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
         for i, frame in enumerate(frames):
             if self.cancel.is_set():
                 self.cancelled = True
@@ -350,6 +360,15 @@ class Pipeline:
                 return self._whole_frame(frame.size, longest)
             return crop_for_box(s.face_region, *out_size)
 
+        size = getattr(frames, "size", None)  # a reader that knows it can reduce frames for us
+        if boxes is not None:  # the smallest face box sets the reduction
+            ratios = np.max(sizes / np.asarray(out_size, np.float64), axis=1)
+            smallest = list(boxes.values())[int(np.argmin(ratios))]
+            frames = reduced(frames, reduction_factor(crop_for_box(smallest, *out_size)))
+        elif out_size is not None:
+            frames = reduced(frames, reduction_factor(crop_for_box(s.face_region, *out_size)))
+        elif size is not None:
+            frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
         runner = _Runner(self.session, s.pipelined)
         try:
             yield from self._windows(iter(frames), crop_of, runner, total)

@@ -13,6 +13,7 @@ triangle filter; channels first, straight into the caller's buffer) and `normali
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -115,6 +116,13 @@ _ONE_THREAD_MNK = 262144
 _FINE_FACTOR = 1.5
 
 
+def reduction_factor(crop: Crop) -> int:
+    """How many times smaller than the footage a frame may be for this crop and lose nothing its
+    resampling keeps: the integer area reduction `resample_planar` makes first (the smaller of
+    the two axes'). A reader can make it as it copies the frame out (`Frame.pixel_scale`)."""
+    return max(1, int(min(crop.width / crop.out_w, crop.height / crop.out_h) / _FINE_FACTOR))
+
+
 def _axis(start: float, length: float, n_out: int, n_in: int, k: int):
     """One axis of a resampling: (a, m, idx, weights). Reduced sample i (0 <= i < m) is the sum
     of the k input samples a + k i ... a + k i + k - 1 (clamped to the image: edges repeat); the
@@ -167,13 +175,14 @@ def _box_cols_planar(src: np.ndarray, a: int, m: int, k: int, c: int) -> np.ndar
     b0, i0, i1, b1 = _inside(a, m, k, n)
     if i1 > i0:
         view = pixels[:, a + k * i0:a + k * i1]
-        for ch in range(c):
-            if k == 1:
+        if k == 1:
+            for ch in range(c):
                 np.copyto(out[ch, :, i0:i1], view[:, :, ch])
-                continue
-            np.add(view[:, 0::k, ch], view[:, 1::k, ch], out=out[ch, :, i0:i1])
-            for j in range(2, k):
-                out[ch, :, i0:i1] += view[:, j::k, ch]
+        else:  # each block of k pixels is one row of k * c values: a product with a 0/1 matrix
+            picks = np.zeros((k * c, c), np.float32)
+            picks[np.arange(k * c), np.arange(k * c) % c] = 1.0
+            np.matmul(view.reshape(rows, i1 - i0, k * c), picks,  # one small product a row
+                      out=out[:, :, i0:i1].transpose(1, 2, 0))
     out[:, :, :b0] = (pixels[:, 0].T * np.float32(k))[:, :, None]
     out[:, :, b1:] = (pixels[:, n - 1].T * np.float32(k))[:, :, None]
     for i in (*range(b0, i0), *range(i1, b1)):
@@ -199,13 +208,14 @@ def _band(idx: np.ndarray, weights: np.ndarray, block: int):
     return dense.astype(np.float32).reshape(nb, block, span), lo, hi
 
 
-def _rows_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: float,
-               block: int = 8) -> np.ndarray:
-    """(..., n, N) -> (..., n_out, N): out[..., o, :] = scale * sum_t weights[o, t] *
-    data[..., idx[o, t], :]. Each block of output rows is a small matrix times just the input
-    rows it touches (a strided view), cut along N to stay on one BLAS thread."""
-    n_out = idx.shape[0]
-    dense, lo, hi = _band(idx, weights * np.float32(scale), block)
+_ROW_BLOCK, _COL_BLOCK = 8, 16  # output rows / columns per banded block
+
+
+def _rows_pass(data: np.ndarray, band, n_out: int, block: int = _ROW_BLOCK) -> np.ndarray:
+    """(..., n, N) -> (..., n_out, N): out[..., o, :] = sum_t w[o, t] * data[..., idx[o, t], :]
+    with `band` = `_band(idx, w, block)`. Each block of output rows is a small matrix times just
+    the input rows it touches (a strided view), cut along N to stay on one BLAS thread."""
+    dense, lo, hi = band
     width = data.shape[-1]
     out = np.empty(data.shape[:-2] + (n_out, width), np.float32)
     chunk = max(1, _ONE_THREAD_MNK // (block * dense.shape[2]))
@@ -217,13 +227,12 @@ def _rows_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: fl
     return out
 
 
-def _cols_pass(data: np.ndarray, idx: np.ndarray, weights: np.ndarray, scale: float,
-               out: np.ndarray, block: int = 16) -> np.ndarray:
-    """(C, R, n) -> out (C, R, n_out): out[..., o] = scale * sum_t weights[o, t] *
-    data[..., idx[o, t]]. Blocks of output columns, each the input columns it touches times a
-    small matrix, cut along R to stay on one BLAS thread; written in place into `out`."""
-    n_out = idx.shape[0]
-    dense, lo, hi = _band(idx, weights * np.float32(scale), block)
+def _cols_pass(data: np.ndarray, band, n_out: int, out: np.ndarray,
+               block: int = _COL_BLOCK) -> np.ndarray:
+    """(C, R, n) -> out (C, R, n_out): out[..., o] = sum_t w[o, t] * data[..., idx[o, t]] with
+    `band` = `_band(idx, w, block)`. Blocks of output columns, each the input columns it touches
+    times a small matrix, cut along R to stay on one BLAS thread; written in place into `out`."""
+    dense, lo, hi = band
     rows = data.shape[1]
     chunk = max(1, _ONE_THREAD_MNK // (block * dense.shape[2]))
     for j in range(dense.shape[0]):
@@ -251,21 +260,34 @@ def resample_planar(image: np.ndarray, crop: Crop, reduce: bool = True,
     if img.ndim == 2:
         img = img[:, :, None]
     h, w, c = img.shape
+    ky, kx, ay, my, ax, mx, c0, c1, row_band, col_band = _plan(crop, h, w, reduce)
+    src = img.reshape(h, w * c)[:, c0 * c:c1 * c]
+    src = src[ay:ay + my] if ky == 1 else _box_rows(src, ay, my, ky)
+    if kx > 1:  # columns reduced first: the row filter then works on fewer of them
+        half = _rows_pass(_box_cols_planar(src, ax - c0, mx, kx, c), row_band, crop.out_h)
+    else:  # rows filtered first, on the interleaved pixels: fewer rows to de-interleave
+        half = _box_cols_planar(_rows_pass(src, row_band, crop.out_h), ax - c0, mx, 1, c)
+    if out is None:
+        out = np.empty((c, crop.out_h, crop.out_w), np.float32)
+    return _cols_pass(half, col_band, crop.out_w, out)
+
+
+@lru_cache(maxsize=16)
+def _plan(crop: Crop, h: int, w: int, reduce: bool):
+    """Everything of a resampling that depends only on the crop and the image size (reduction
+    factors, the samples read, the banded filter matrices), kept for the next frames with the
+    same crop (a whole-frame or fixed-box run computes it once). Arrays read-only."""
     ky = max(1, int(crop.height / crop.out_h / _FINE_FACTOR)) if reduce else 1
     kx = max(1, int(crop.width / crop.out_w / _FINE_FACTOR)) if reduce else 1
     ay, my, rows, row_w = _axis(crop.y0, crop.height, crop.out_h, h, ky)
     ax, mx, cols, col_w = _axis(crop.x0, crop.width, crop.out_w, w, kx)
     c0 = min(max(ax, 0), w - 1)  # the image columns the reduced columns read
     c1 = max(min(ax + kx * mx, w), c0 + 1)
-    src = img.reshape(h, w * c)[:, c0 * c:c1 * c]
-    src = src[ay:ay + my] if ky == 1 else _box_rows(src, ay, my, ky)
-    if kx > 1:  # columns reduced first: the row filter then works on fewer of them
-        half = _rows_pass(_box_cols_planar(src, ax - c0, mx, kx, c), rows, row_w, 1.0 / ky)
-    else:  # rows filtered first, on the interleaved pixels: fewer rows to de-interleave
-        half = _box_cols_planar(_rows_pass(src, rows, row_w, 1.0 / ky), ax - c0, mx, 1, c)
-    if out is None:
-        out = np.empty((c, crop.out_h, crop.out_w), np.float32)
-    return _cols_pass(half, cols, col_w, 1.0 / kx, out)
+    row_band = _band(rows, row_w * np.float32(1.0 / ky), _ROW_BLOCK)
+    col_band = _band(cols, col_w * np.float32(1.0 / kx), _COL_BLOCK)
+    for a in (*row_band, *col_band):
+        a.flags.writeable = False
+    return ky, kx, ay, my, ax, mx, c0, c1, row_band, col_band
 
 
 def resample(image: np.ndarray, crop: Crop, reduce: bool = True) -> np.ndarray:

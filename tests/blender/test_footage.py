@@ -509,3 +509,39 @@ def test_reading_an_8k_frame_stays_within_its_memory_bound(tmp_path, empty_file,
     assert frame.image.shape == (1152, 2048, 3) and frame.size == (7680, 4320)
     assert 0.2 < float(frame.image[..., 2].mean()) < 0.8  # the picture, not an empty buffer
     assert python_peak < python_mb and process_peak < process_mb
+
+
+def block_means(image: np.ndarray, k: int) -> np.ndarray:
+    """Means of k x k blocks (W and H multiples of k here)."""
+    h, w = image.shape[:2]
+    return image.reshape(h // k, k, w // k, k, 3).mean(axis=(1, 3))
+
+
+def test_footage_reduced_for_the_model_reads_block_means(tmp_path, movie, empty_file):
+    """`reduced(n)` (what the pipeline asks for a small model): frames are means of n x n blocks,
+    made as the pixels are copied out, with the footage size and their exact scale; on top of
+    Blender's own reduction (max_side) only the rest is done; the original footage object is
+    unchanged; EXR blocks are averaged in linear light and then encoded."""
+    folder = write_sequence(tmp_path / "shot", [(f"s_{i}.png", i / 10) for i in (1, 2)])
+    footage = fo.open_footage(folder)
+    quarter = footage.reduced(4)
+    assert footage.reduction == 1 and quarter.block == 4 and "read at 8x6" in repr(quarter)
+    for plain, small in zip(footage, quarter):
+        assert (small.size, small.image_size, small.scale) == ((W, H), (8, 6), (0.25, 0.25))
+        np.testing.assert_allclose(small.image, block_means(plain.image, 4), atol=1e-6)
+    both = fo.open_footage(folder, max_side=16).reduced(4)  # Blender halves, the read halves
+    assert both.block == 2
+    (first, _) = both
+    assert (first.image_size, first.scale) == ((8, 6), (0.25, 0.25))
+    np.testing.assert_allclose(first.image, block_means(as_bytes(pattern(0.1)), 4), atol=1.5 / 255)
+    frames = list(fo.open_footage(movie).reduced(8))
+    assert [f.image_size for f in frames] == [(8, 6)] * 5
+    for frame in frames:
+        np.testing.assert_allclose(mean_colour(frame), expected_movie_colour(frame.number),
+                                   atol=0.03)
+    linear = np.zeros((H, W, 3), np.float32)
+    linear[::2] = 1.0  # alternate rows of light and dark: 0.5 in linear light
+    exr = write_image(tmp_path / "lin_1.exr", linear)
+    (frame,) = fo.open_footage(exr).reduced(2)
+    np.testing.assert_allclose(frame.image, fo.linear_to_srgb(np.full((H // 2, W // 2, 3), 0.5,
+                                                                        np.float32)), atol=1e-4)

@@ -14,7 +14,8 @@ from face_anything_addon.blender.footage import open_footage  # noqa: E402
 from face_anything_addon.blender.job import ReconstructJob  # noqa: E402
 from face_anything_addon.core.capture_run import CaptureSettings  # noqa: E402
 from face_anything_addon.core.pipeline import PipelineSettings  # noqa: E402
-from tests.blender.footage_helpers import H, W, disc_sequence, write_png  # noqa: E402
+from tests.blender.footage_helpers import (  # noqa: E402
+    H, W, disc_sequence, textured_disc, write_png)
 from tests.contract_models import contract_metadata, make_model  # noqa: E402
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def model(tmp_path_factory):
 
 
 def settings(**kw):
-    return CaptureSettings(pipeline=PipelineSettings(resolution=84, **kw), provider="CPU",
+    kw.setdefault("resolution", 84)
+    return CaptureSettings(pipeline=PipelineSettings(**kw), provider="CPU",
                            grid_vertices=300)
 
 
@@ -50,6 +52,31 @@ def test_job_runs_footage_through_a_worker_thread(empty_file, sequence, model):
     xs = np.array([np.median(p[v][:, 0] / p[v][:, 2]) for p, v in zip(cap.positions,
                                                                       cap.visibility)])
     assert np.all(np.diff(xs) > 0), xs
+
+
+def test_the_job_reads_frames_as_small_as_the_model_needs(empty_file, tmp_path, model):
+    """Footage 4x larger than the model needs: the pipeline asks the reader (on Blender's main
+    thread, through the feed) for frames in blocks, and the capture is what full-size frames
+    give, in footage pixels."""
+    for i in range(1, 7):  # the usual disc shot at 4x: 384 x 288
+        write_png(tmp_path / f"big_{i:04d}.png", np.kron(textured_disc(i), np.ones((4, 4, 1))))
+    caps = {}
+    for mode in ("reduced", "full size"):
+        footage = open_footage(tmp_path)
+        asked, reduce = [], footage.reduced
+        footage.reduced = lambda n: (asked.append(n), reduce(n if mode == "reduced" else 1))[1]
+        caps[mode] = ReconstructJob(footage, settings(face_region="full"), model).run()
+        # the reference frame is read as it is; the prediction pass in blocks of 3 (384 x 288
+        # -> 84 x 56: 4.57 times smaller, of which an integer 3 leaves the filter at least 1.5)
+        assert asked == [1, 3]
+    small, full = caps["reduced"], caps["full size"]
+    assert list(small.frame_numbers) == [1, 2, 3, 4, 5, 6]
+    assert small.footage_size == full.footage_size == (4 * W, 4 * H)
+    np.testing.assert_allclose(small.camera, full.camera, rtol=1e-4)
+    both = small.visibility & full.visibility
+    assert both.sum() >= 0.9 * full.visibility.sum() > 0
+    assert np.abs(small.positions[both] - full.positions[both]).max() < 0.02 * \
+        np.abs(full.positions[both][:, 2]).mean()
 
 
 def test_cancel_leaves_nothing(empty_file, sequence, model):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from face_anything_addon.core.contract import describe_model
-from face_anything_addon.core.frames import Frame
-from face_anything_addon.core.preprocess import resample
+from face_anything_addon.core.frames import Frame, from_blender_pixels
+from face_anything_addon.core.preprocess import reduction_factor, resample
 from face_anything_addon.core.pipeline import (
     Pipeline, PipelineError, PipelineSettings, smooth_boxes)
 from face_anything_addon.core.session import open_session
@@ -299,3 +299,50 @@ def test_the_model_thread_is_gone_after_a_run_an_error_or_an_early_stop(tmp_path
         list(Pipeline(session, settings).run(disc_footage(range(3)) +
                                              [Frame(9, np.zeros((8, 8, 3), np.float32))]))
     assert not model_threads()
+
+
+class ReducingReader:
+    """A reader stand-in that knows its footage size and, asked `reduced(n)`, makes each frame as
+    a reader does: means of n x n blocks taken while the pixels are copied out of Blender's
+    bottom-up RGBA buffer (`from_blender_pixels`), with their exact scale. Records what it was
+    asked for."""
+
+    def __init__(self, frames, asked=None, factor=1):
+        self.frames, self.size, self.factor = frames, frames[0].size, factor
+        self.asked = [] if asked is None else asked
+
+    def reduced(self, factor):
+        self.asked.append(factor)
+        return ReducingReader(self.frames, self.asked, factor)
+
+    def __iter__(self):
+        for f in self.frames:
+            h, w = f.image.shape[:2]
+            rgba = np.concatenate([f.image, np.ones((h, w, 1), np.float32)], 2)[::-1]
+            image = from_blender_pixels(rgba.ravel(), w, h, 4, block=self.factor)
+            yield Frame(f.number, image, f.size, (1 / self.factor,) * 2)
+
+
+@pytest.mark.parametrize("region, resolution", [("full", 28), ("full", 56),
+                                                ((15, 10, 305, 230), 28), ("auto", 28)])
+def test_a_reader_is_asked_for_frames_as_small_as_the_model_needs(tmp_path, region, resolution):
+    """Given a reader that can reduce frames, the pipeline asks each pass for the integer area
+    reduction its preprocessing would make first for the smallest crop, and what comes out is
+    what full-size frames give: the same crops and intrinsics, the same maps up to the frame's
+    partial edge blocks."""
+    full = disc_footage(range(1, 8), width=321, height=241, radius=40, speed=6.0)
+    reader = ReducingReader(full)
+    session = session_for(tmp_path, mask=True)
+    settings = PipelineSettings(face_region=region, resolution=resolution, window=2, overlap=1)
+    plain = list(Pipeline(session, settings).run(full, total=7))
+    small = list(Pipeline(session, settings).run(reader, total=7))
+    wanted = min(reduction_factor(p.crop) for p in plain)
+    assert reader.asked[-1] == wanted
+    assert wanted >= (2 if region != "auto" else 1)
+    if region == "auto":
+        assert len(reader.asked) == 2  # the detection pass asked too
+    for a, b in zip(plain, small):
+        assert a.number == b.number and a.footage_size == b.footage_size == (321, 241)
+        np.testing.assert_allclose(b.crop.box, a.crop.box, atol=0.5 if region == "auto" else 0)
+        np.testing.assert_allclose(b.intrinsics, a.intrinsics, rtol=1e-3)
+        assert np.abs(b.depth - a.depth).mean() < 0.01 * a.depth.mean()
