@@ -165,3 +165,27 @@ def prediction(frame: Frame3D, number: int, mesh_scale: float, depth_factor: flo
                            canonical=canonical.astype(np.float32),
                            canonical_conf=(1 + 9 * weight).astype(np.float32),
                            intrinsics=frame.k, mask=weight.astype(np.float32))
+
+
+# footage colour = 0.5 + 0.25 * (FOOTAGE_A * canonical + FOOTAGE_B): face bright, background dark
+FOOTAGE_A, FOOTAGE_B = 0.4, 0.6
+
+
+def canonical_footage(mesh: FaceMesh, k: np.ndarray, size: tuple[int, int], yaw: float,
+                      count: int = 5):
+    """`count` frames of `mesh` talking (expression i / count) and turning (yaw * sin(i / 2)),
+    whose colours encode the canonical coordinate (metric / the mesh's largest extent) of the
+    surface at each pixel. With the tiny test model (its canonical output is its normalised
+    input) the model is a perfect canonical predictor. Returns (renders, core Frames 1..count)."""
+    from face_anything_addon.core.frames import Frame
+
+    scale = float(np.abs(mesh.rest).max())
+    renders = [render(mesh, posed(mesh, amount=i / count, yaw=yaw * np.sin(i / 2)), k, size)
+               for i in range(count)]
+    frames = []
+    for i, r in enumerate(renders):
+        canonical = r.canonical_metric / scale
+        rgb = np.where(r.weight[..., None] > 0,
+                       0.5 + 0.25 * (FOOTAGE_A * canonical + FOOTAGE_B), 0.0)
+        frames.append(Frame(i + 1, rgb.astype(np.float32)))
+    return renders, frames

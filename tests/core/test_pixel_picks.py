@@ -15,27 +15,20 @@ from face_anything_addon.core.marker_picks import PixelPick, sample_pick
 from face_anything_addon.core.pipeline import PipelineSettings
 from face_anything_addon.core.solve import SolveSettings
 from tests.contract_models import contract_metadata, make_model
-from tests.synthetic_maps import camera, face_mesh, posed, prediction, render
+from tests.synthetic_maps import FOOTAGE_A as A, FOOTAGE_B as B
+from tests.synthetic_maps import camera, canonical_footage, face_mesh, posed, prediction, render
 
 SIZE = (128, 128)
 K = camera(SIZE, 260.0)
 MESH = face_mesh(41)
 SCALE = float(np.abs(MESH.rest).max())
-A, B = 0.4, 0.6  # footage colour = 0.5 + 0.25 * (A * canonical + B)
 BROW = 41 * 12 + 27  # a vertex right of and above the centre
 CHEEK = 41 * 26 + 12  # a vertex left of and below the centre
 
 
 @pytest.fixture(scope="module")
 def shot():
-    renders = [render(MESH, posed(MESH, amount=i / 5, yaw=0.2 * np.sin(i / 2)), K, SIZE)
-               for i in range(5)]
-    frames = []
-    for i, r in enumerate(renders):
-        canonical = r.canonical_metric / SCALE
-        rgb = np.where(r.weight[..., None] > 0, 0.5 + 0.25 * (A * canonical + B), 0.0)
-        frames.append(Frame(i + 1, rgb.astype(np.float32)))
-    return renders, frames
+    return canonical_footage(MESH, K, SIZE, yaw=0.2)
 
 
 @pytest.fixture(scope="module")
