@@ -4,15 +4,22 @@
     python -m training.evaluate face_anything_addon/assets/face_anything_default.onnx --out eval.md
 
 Frames are rendered at `--size` (256), resized to the model's input size, predicted in windows of
-`--window` frames, and the outputs resized back. Metrics (inside the true face mask):
+`--window` frames, and the outputs brought back to `--size` by interpolating each map from the
+pixels of the model's own face mask (`resize_from_mask`): a face pixel at the silhouette is not
+blended with the background behind it, which sits a metre or more further away and would
+otherwise dominate the relief error (plain bilinear upsampling scores even the true depth, taken
+to 140 px and back, at 0.83). `--plain-upsampling` gives the plain protocol for comparison and
+`--floor SIDE` scores the truth itself taken to SIDE pixels and back (the best a model of that
+resolution can score). Metrics (inside the true face mask):
 - relief: depth RMSE after least-squares scale-and-shift alignment / std of the true depth
   (a flat plane scores 1, perfect 0);
 - absrel / rmse_m: after median scale alignment (the paper's protocol);
 - metric_absrel: without any alignment (metric models only);
 - canonical: mean L2 error of the canonical coordinate (the space's normalised units);
 - corr_px (median, mean), pck1/2/4: 2D error of template vertices found by the add-on's own
-  canonical inversion, against the true vertex tracks (vertices visible in the truth; one not
-  found counts as a miss in PCK);
+  canonical inversion on the model's own output maps (as the add-on runs it; positions scaled to
+  `--size` pixels), against the true vertex tracks (vertices visible in the truth; one not found
+  counts as a miss in PCK);
 - jitter_px: mean |second temporal difference| of (found - true) vertex positions within a clip;
 - mask_iou: predicted mask > 0.5 vs truth;
 - fps: frames per second of the model alone in ONNX Runtime at its input size.
@@ -58,15 +65,18 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, metric: bool) -> dict[str,
 
 
 def track_errors(canonical: np.ndarray, weight: np.ndarray, targets: np.ndarray,
-                 true_xy: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One clip: canonical (S,H,W,3), weight (S,H,W), targets (V,3), true_xy (S,V,2), visible
-    (S,V). Returns found positions (S,V,2) (nan where not found) and per-vertex errors (S,V)."""
+                 true_xy: np.ndarray, visible: np.ndarray,
+                 scale: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """One clip: canonical (S,h,w,3), weight (S,h,w), targets (V,3), true_xy (S,V,2), visible
+    (S,V); scale: (x, y) from the maps' pixels to true_xy's (pixel centres at + 0.5 in both, so
+    a plain product). Returns found positions (S,V,2) in true_xy's pixels (nan where not found)
+    and per-vertex errors (S,V)."""
     s, v = visible.shape
     found = np.full((s, v, 2), np.nan, np.float32)
     warm = None
     for i in range(s):
         p, _, ok = invert(CanonicalMap(canonical[i], weight[i]), targets, warm)
-        found[i, ok] = p[ok]
+        found[i, ok] = p[ok] * np.asarray(scale, np.float32)
         warm = np.where(ok[:, None], p, np.nan).astype(np.float32)
     err = np.linalg.norm(found - true_xy, axis=-1)
     err[~visible] = np.nan
@@ -80,11 +90,70 @@ def resize(x: np.ndarray, size: tuple[int, int], mode: str = "bilinear") -> np.n
     return F.interpolate(t, size=size, mode=mode, **kw).numpy()
 
 
+def resize_from_mask(x: np.ndarray, weight: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(B, C, h, w) maps -> (B, C, H, W), each output pixel interpolated from the input pixels
+    by their weight (B, 1, h, w), a face mask in [0, 1]: a pixel at the silhouette takes the face
+    pixels' values, not a blend with the background. Plain interpolation where no weighted
+    pixel is near."""
+    num = resize(x * weight, size)
+    den = resize(weight, size)
+    return np.where(den > 0.05, num / np.maximum(den, 1e-6), resize(x, size)).astype(np.float32)
+
+
+def to_eval_size(native: dict[str, np.ndarray], size: tuple[int, int],
+                 plain: bool = False) -> dict[str, np.ndarray]:
+    """Contract outputs of S frames at the model's resolution (depth (S,h,w), canonical
+    (S,h,w,3), ...) -> the same at `size` (H, W), maps interpolated from the outputs' own mask
+    (`resize_from_mask`) unless `plain` or there is no mask; the mask itself bilinearly. The
+    model-resolution canonical map and weight, and the pixel scale, are kept under 'native' for
+    the canonical inversion."""
+    s, h, w = native["depth"].shape
+    has_mask = "mask" in native
+    weight = native["mask"][:, None] if has_mask else np.ones((s, 1, h, w), np.float32)
+
+    def up(x):  # (S, C, h, w) -> (S, C, H, W)
+        return resize(x, size) if plain or not has_mask else resize_from_mask(x, weight, size)
+
+    res = {k: up(native[k][:, None])[:, 0] for k in ("depth", "depth_conf", "canonical_conf")
+           if k in native}
+    if has_mask:
+        res["mask"] = resize(weight, size)[:, 0]
+    res["canonical"] = up(native["canonical"].transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    res["native"] = {"canonical": native["canonical"], "weight": weight[:, 0],
+                     "scale": (size[1] / w, size[0] / h)}
+    return res
+
+
+class ResolutionFloor:
+    """Not a model: the truth itself taken to `side` x `side` pixels (area average from the
+    true mask's pixels, as a perfect model of that resolution would predict) and brought back
+    as any model's outputs are. What it scores is the floor for a model of that input size."""
+
+    wants_truth = True
+
+    def __init__(self, side: int, plain: bool = False):
+        self.side, self.plain = side, plain
+
+    def __call__(self, images: np.ndarray, truth: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        s, _, h, w = images.shape
+        n = (self.side, self.side)
+        m = (truth["mask"] > 0.5).astype(np.float32)[:, None]
+        canon = truth["canonical"].transpose(0, 3, 1, 2)
+        maps = np.concatenate([truth["depth"][:, None], canon], 1).astype(np.float32)
+        small_m = F.interpolate(torch.from_numpy(m), size=n, mode="area").numpy()
+        small = F.interpolate(torch.from_numpy(maps * m), size=n, mode="area").numpy()
+        small = np.where(small_m > 1e-6, small / np.maximum(small_m, 1e-6), 1.0)
+        native = {"depth": small[:, 0], "canonical": small[:, 1:].transpose(0, 2, 3, 1),
+                  "canonical_conf": np.full((s,) + n, 2.0, np.float32), "mask": small_m[:, 0]}
+        return to_eval_size(native, (h, w), self.plain)
+
+
 class OnnxPredictor:
     """A contract model run on frames of any size (resized to its input size and back)."""
 
-    def __init__(self, path: Path, threads: int = 0):
+    def __init__(self, path: Path, threads: int = 0, plain: bool = False):
         self.desc = describe_model(path)
+        self.plain = plain
         self.session = open_session(self.desc, "CPU", cpu_threads=threads)
         self.seconds, self.frames = 0.0, 0
 
@@ -99,10 +168,8 @@ class OnnxPredictor:
         out = self.session.run(((x - mean) / std)[None])
         self.seconds += time.perf_counter() - t0
         self.frames += s
-        res = {k: resize(out[k][0][:, None], (h, w))[:, 0]
-               for k in ("depth", "depth_conf", "canonical_conf") + (("mask",) if "mask" in out else ())}
-        canon = out["canonical"][0].transpose(0, 3, 1, 2)
-        res["canonical"] = resize(canon, (h, w)).transpose(0, 2, 3, 1)
+        res = to_eval_size({k: v[0] for k, v in out.items() if k != "intrinsics"}, (h, w),
+                           self.plain)
         k = out["intrinsics"][0].copy()
         k[:, 0] *= w / n[1]
         k[:, 1] *= h / n[0]
@@ -138,7 +205,8 @@ def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str,
     ious = []
     for win in windows:
         win = {k: np.asarray(v) for k, v in win.items()}
-        out = predict(win["images"].astype(np.float32))
+        images = win["images"].astype(np.float32)
+        out = predict(images, win) if getattr(predict, "wants_truth", False) else predict(images)
         mask = win["mask"] > 0.5
         for i in range(len(mask)):
             m = mask[i] & (win["depth"][i] > 0)
@@ -152,10 +220,12 @@ def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str,
                 pm = out["mask"][i] > 0.5
                 ious.append((pm & mask[i]).sum() / max((pm | mask[i]).sum(), 1))
         if "vertex_xy" in win:
-            weight = out["mask"] if "mask" in out else np.ones_like(out["depth"])
+            native = out.get("native") or {
+                "canonical": out["canonical"], "scale": (1.0, 1.0),
+                "weight": out["mask"] if "mask" in out else np.ones_like(out["depth"])}
             xy, vis = win["vertex_xy"], win["vertex_visible"] > 0.5
-            found, err = track_errors(out["canonical"], weight, template_targets(xy.shape[1]),
-                                      xy, vis)
+            found, err = track_errors(native["canonical"], native["weight"],
+                                      template_targets(xy.shape[1]), xy, vis, native["scale"])
             errors.append(err[vis])
             if len(xy) >= 3:
                 d = found - xy
@@ -267,6 +337,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="only draw the first model's predictions on IMAGE into PNG")
     p.add_argument("--crop", type=int, nargs=3, metavar=("X0", "Y0", "SIDE"),
                    help="square crop of the --picture image")
+    p.add_argument("--plain-upsampling", action="store_true",
+                   help="bring outputs to --size by plain bilinear interpolation (blends the "
+                        "silhouette with the background) instead of from the model's own mask")
+    p.add_argument("--floor", type=int, action="append", default=[], metavar="SIDE",
+                   help="also score the truth taken to SIDE x SIDE pixels and back: the best "
+                        "any model of that input size can score (repeatable)")
     a = p.parse_args(argv)
     if a.picture:
         print(picture(a.models[0], *a.picture, crop=a.crop))
@@ -278,8 +354,11 @@ def main(argv: list[str] | None = None) -> None:
         canon = np.concatenate([w["canonical"].reshape(-1, 3) for w in windows])[masks]
         depth = float(np.median(np.concatenate([w["depth"].ravel() for w in windows])[masks]))
         results["baseline (mean)"] = evaluate(Baseline(canon.mean(0), depth), windows)
+    for side in a.floor:
+        results[f"truth at {side} px"] = evaluate(ResolutionFloor(side, a.plain_upsampling),
+                                                  windows)
     for path in a.models:
-        pred = OnnxPredictor(path, a.threads)
+        pred = OnnxPredictor(path, a.threads, a.plain_upsampling)
         r = evaluate(pred, windows, pred.desc.metric)
         r["fps"] = pred.frames / max(pred.seconds, 1e-9)
         results[path.name] = r

@@ -19,7 +19,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -60,7 +60,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", type=Path, default=None,
                    help="start from this checkpoint's weights (fresh optimizer and schedule)")
-    return p.parse_args(argv)
+    p.add_argument("--replay", type=Path, action="append", default=[], metavar="DIR",
+                   help="also fill the pool from windows an earlier run rendered (its pool/ "
+                        "folder; read only, repeatable): with --workers 0 --fresh 0 a run "
+                        "trains on them alone, with no rendering")
+    p.add_argument("--loss", action="append", default=[], metavar="TERM=WEIGHT",
+                   help="override a LossWeights field (training.losses), e.g. depth=0.05 "
+                        "(repeatable); validation uses the same weights")
+    a = p.parse_args(argv)
+    loss_weights(a.loss)  # fails early on a bad override
+    return a
+
+
+def loss_weights(overrides: list[str]) -> LossWeights:
+    """LossWeights with `TERM=VALUE` overrides; an unknown term or a bad value is an error."""
+    values = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name not in LossWeights.__dataclass_fields__:
+            raise SystemExit(f"--loss {item}: no loss weight {name!r}; the weights are "
+                             + ", ".join(LossWeights.__dataclass_fields__))
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--loss {item}: {value!r} is not a number") from None
+    return LossWeights(**values)
 
 
 def dataset_source(split: str, size: int, window: int, seed: int) -> Iterator[dict]:
@@ -214,10 +238,13 @@ class ReplayPool:
 
     Windows come from a synchronous iterator (`add(count)` renders that many) or from a
     `BackgroundSource` (`add()` takes whatever is ready). With `cache`, every new window is also
-    written there as .npz, and existing files are loaded first (so a resumed run starts full)."""
+    written there as .npz, and existing files are loaded first (so a resumed run starts full);
+    then a random choice of the windows in the `replay` folders (another run's cache) fills the
+    rest."""
 
     def __init__(self, capacity: int, seed: int, source: Iterator[dict] | None = None,
-                 background: BackgroundSource | None = None, cache: Path | None = None):
+                 background: BackgroundSource | None = None, cache: Path | None = None,
+                 replay: Iterable[Path] = ()):
         self.source, self.background, self.capacity, self.cache = source, background, capacity, cache
         self.items: list[dict] = []
         self.rng = random.Random(seed)
@@ -230,6 +257,10 @@ class ReplayPool:
             for f in files[-capacity:]:
                 with np.load(f) as z:
                     self.items.append({k: z[k] for k in z.files})
+        old = sorted(f for d in replay for f in Path(d).glob("*.npz"))
+        for f in self.rng.sample(old, min(len(old), capacity - len(self.items))):
+            with np.load(f) as z:
+                self.items.append({k: z[k] for k in z.files})
 
     def _insert(self, item: dict) -> None:
         if self.cache is not None:
@@ -277,14 +308,15 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def validate(model: FaceAnythingNet, val: list[dict], device: torch.device, bs: int = 4) -> dict:
-    """Mean loss terms over the fixed validation windows."""
+def validate(model: FaceAnythingNet, val: list[dict], device: torch.device,
+             weights: LossWeights = LossWeights(), bs: int = 4) -> dict:
+    """Mean loss terms (weighted by `weights`) over the fixed validation windows."""
     model.eval()
     sums: dict[str, float] = {}
     for i in range(0, len(val), bs):
         batch = to_device(collate(val[i:i + bs], single=False), device)
         out = model(normalise(batch["images"], model.cfg))
-        for k, v in face_losses(out, batch).items():
+        for k, v in face_losses(out, batch, weights).items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(val[i:i + bs])
     model.train()
     return {k: v / len(val) for k, v in sums.items()}
@@ -362,13 +394,14 @@ def train(args: argparse.Namespace,
     cache = args.out / "pool" if args.workers else None
     pool = ReplayPool(args.pool, args.seed + step, background=Merged(workers) if workers else None,
                       source=None if workers else source("train", args.size, args.window,
-                                                          args.seed + step), cache=cache)
+                                                          args.seed + step), cache=cache,
+                      replay=args.replay)
     rng = random.Random(args.seed * 7919 + step)
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
            else contextlib.nullcontext())
     log = (args.out / "log.jsonl").open("a")
     start, record = time.time() - elapsed, {}
-    weights = LossWeights()
+    weights = loss_weights(args.loss)
     model.train()
     while step < args.steps:
         t0 = time.time()
@@ -391,7 +424,7 @@ def train(args: argparse.Namespace,
                   **{k: round(float(v.detach()), 4) for k, v in terms.items()}}
         stop = bool(args.max_minutes) and time.time() - start > args.max_minutes * 60
         if step % args.val_every == 0 or step == args.steps or stop:
-            val_terms = validate(model, val, device)
+            val_terms = validate(model, val, device, weights)
             record["val"] = {k: round(v, 4) for k, v in val_terms.items()}
             if val_terms["total"] < best:
                 best = val_terms["total"]

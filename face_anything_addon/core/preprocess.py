@@ -297,10 +297,10 @@ def resample(image: np.ndarray, crop: Crop, reduce: bool = True) -> np.ndarray:
 
 def normalise_planar(x: np.ndarray, mean, std) -> np.ndarray:
     """In place: 3 x H x W RGB -> (clip(rgb, 0, 1) - mean) / std per channel."""
-    for ch in range(x.shape[0]):
-        np.clip(x[ch], 0.0, 1.0, out=x[ch])
-        x[ch] -= np.float32(mean[ch])
-        x[ch] *= np.float32(1.0 / std[ch])
+    np.minimum(x, np.float32(1.0), out=x)
+    np.maximum(x, np.float32(0.0), out=x)
+    x -= np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    x *= (1.0 / np.asarray(std, np.float32)).reshape(-1, 1, 1)
     return x
 
 

@@ -14,10 +14,12 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).parent))
 from standin_faces import standin_source  # noqa: E402
 
-from training.evaluate import evaluate, relief_error  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    ResolutionFloor, evaluate, relief_error, resize, resize_from_mask)
 from training.losses import face_losses  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
-from training.train import collate, load_model, normalise, parse_args, take, train  # noqa: E402
+from training.train import (  # noqa: E402
+    collate, load_model, normalise, pack, parse_args, take, train)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +162,53 @@ def test_evaluate_scores_a_perfect_predictor_as_perfect():
     r = evaluate(oracle, windows)
     assert r["relief"] < 1e-6 and r["canonical"] < 1e-6 and r["mask_iou"] == 1.0
     assert r["metric_absrel"] < 1e-6
+
+
+def test_upsampling_from_the_mask_keeps_the_silhouette_off_the_background():
+    """A face (depth 0.5) on a far background (2.0) at 14 x 14, brought to 56 x 56: from the
+    mask, face pixels stay 0.5 up to the silhouette; plain bilinear blends them towards 2."""
+    mask = np.zeros((1, 1, 14, 14), np.float32)
+    mask[..., 3:11, 4:10] = 1.0
+    depth = np.where(mask > 0, 0.5, 2.0).astype(np.float32)
+    up = resize_from_mask(depth, mask, (56, 56))[0, 0]
+    plain = resize(depth, (56, 56))[0, 0]
+    face = resize(mask, (56, 56))[0, 0] > 0.5
+    assert np.abs(up[face] - 0.5).max() < 1e-5
+    assert plain[face].max() > 0.6
+
+
+def test_the_resolution_floor_is_perfect_at_full_size_and_not_below():
+    windows = [{k: v.numpy() for k, v in next(standin_source("val", 56, 2, s)).items()}
+               for s in range(2)]
+    full = evaluate(ResolutionFloor(56), windows)
+    assert full["relief"] < 1e-4 and full["canonical"] < 1e-4 and full["mask_iou"] == 1.0
+    low = evaluate(ResolutionFloor(14), windows)
+    assert 0.01 < low["relief"] < 1 and low["canonical"] > full["canonical"]
+
+
+def test_replay_trains_on_an_earlier_runs_windows_without_rendering(tmp_path):
+    """--replay DIR --workers 0 --fresh 0: the pool is filled from saved windows and no training
+    window is rendered; --loss overrides a weight and a bad term is refused by name."""
+    saved = tmp_path / "old" / "pool"
+    saved.mkdir(parents=True)
+    src = standin_source("train", 28, 2, 3)
+    for i in range(3):
+        np.savez(saved / f"{i:06d}.npz", **pack(next(src)))
+
+    def no_rendering(split, size, window, seed):
+        if split == "val":
+            return standin_source(split, size, window, seed)
+
+        def fail():
+            raise AssertionError("a training window was rendered")
+            yield
+        return fail()
+
+    record = train(_args(tmp_path / "new", 3, "--replay", str(saved), "--min-pool", "2",
+                         "--loss", "depth=0.05", "--loss", "depth_relief=1.0"), no_rendering)
+    assert record["step"] == 3 and record["rendered"] == 0
+    assert not (tmp_path / "new" / "pool").exists()
+    with pytest.raises(SystemExit, match="no loss weight 'relief'.*depth_relief"):
+        parse_args(["--loss", "relief=1"])
+    with pytest.raises(SystemExit, match="not a number"):
+        parse_args(["--loss", "depth=high"])
