@@ -20,7 +20,7 @@ are known up front, and iterating it decodes and yields one `core.frames.Frame` 
   pixels, up to n footage pixels a side (fewer when Blender already reduced the frame), made in
   the one pass that copies Blender's pixels out anyway (`core.frames.from_blender_pixels`; faster
   than the plain copy). The pipeline asks for it when the model needs the frame n times smaller
-  or more (`core.pipeline`), so a 1080p frame for a 140-pixel model is never held at full size.
+  or more (`core.pipeline`), so a 1080p frame for the bundled model is never held at full size.
   EXR blocks are averaged in scene-linear light, then encoded.
 - Colour: frames are display values. 8/16-bit files and movies are read as stored (colour space
   'Non-Color', alpha 'CHANNEL_PACKED': no linearisation, no premultiplication); 8-bit PNG bytes come
@@ -50,7 +50,7 @@ MOVIE_EXTENSIONS = frozenset(bpy.path.extensions_movie)  # Blender's: .mp4 .mov 
 MOVIE_CACHE_MB = 256  # Blender's memory cache limit while a movie is read (it keeps decoded frames)
 # Longest side frames reach Python at (0: full size). 4 x the published model's 504-pixel input:
 # a face box a quarter of the frame's long side still feeds such a model at full resolution (the
-# bundled 140-pixel model: a face a fourteenth of it); 1080p and 2K footage is read as it is.
+# bundled 196-pixel model: a face a tenth of it); 1080p and 2K footage is read as it is.
 MAX_SIDE = 2048
 
 _DATA_NAME = ".face_anything_footage"  # leading dot: hidden in Blender's lists while it exists
