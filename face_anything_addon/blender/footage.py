@@ -408,7 +408,7 @@ def _read_sequence(files: list[tuple[int, Path]], shift: int, size: tuple[int, i
                    read_size: tuple[int, int], block: int = 1) -> Iterator[Frame]:
     """Frames of image files, through one image datablock whose filepath moves file to file."""
     exr = files[0][1].suffix.lower() == ".exr"
-    frame = _frame_maker(size, read_size, block)
+    make_frame = _frame_maker(size, read_size, block)
     with _scratch() as made:
         img, buffer, stored = None, None, True
         for number, path in files:
@@ -421,7 +421,7 @@ def _read_sequence(files: list[tuple[int, Path]], shift: int, size: tuple[int, i
             image, buffer = _pixels(img, buffer, read_size, str(path), block=block)
             if exr or (not stored and img.is_float):
                 linear_to_srgb(image, out=image)  # a fresh array: converted in place
-            yield frame(number + shift, image)
+            yield make_frame(number + shift, image)
 
 
 # ----------------------------------------------------------------------------------------- movies
@@ -452,7 +452,7 @@ def _read_movie(path: Path, numbers: list[int], shift: int, size: tuple[int, int
         if numbers[-1] > img.frame_duration:  # the file changed since it was opened
             raise FootageError(f"{path} now has {img.frame_duration} frames, not {numbers[-1]}")
         texture.image_user.frame_duration = img.frame_duration
-        frame = _frame_maker(size, read_size, block)
+        make_frame = _frame_maker(size, read_size, block)
         buffer = None
         for number in numbers:
             texture.image_user.frame_current = number
@@ -462,4 +462,4 @@ def _read_movie(path: Path, numbers: list[int], shift: int, size: tuple[int, int
             image, buffer = _pixels(img, buffer, read_size, what, frame=number, block=block)
             if not stored and img.is_float:
                 linear_to_srgb(image, out=image)
-            yield frame(number + shift, image)
+            yield make_frame(number + shift, image)
