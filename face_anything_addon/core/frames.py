@@ -7,6 +7,7 @@ Blender's own decoders) produce them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -117,6 +118,17 @@ def block_size(width: int, height: int, block: int) -> tuple[int, int]:
     return -(-width // block), -(-height // block)
 
 
+@lru_cache(maxsize=32)
+def block_picks(k: int, channels: int, take: tuple[int, ...]) -> np.ndarray:
+    """(k * channels, len(take)) 0/1 matrix: a row of k interleaved pixels times it is the sum of
+    their channels `take` (the same channel may be taken twice). Read-only, shared."""
+    picks = np.zeros((k * channels, len(take)), np.float32)
+    for j in range(k):
+        picks[j * channels + np.array(take), np.arange(len(take))] = 1.0
+    picks.flags.writeable = False
+    return picks
+
+
 def _block_mean(image: np.ndarray, k: int) -> np.ndarray:
     """(H, W, C) any strides -> (ceil(H / k), ceil(W / k), 3) float32 means of k x k blocks (RGB
     from the first three channels, grey repeated). Rows: k-row sums of strided views, one read of
@@ -124,22 +136,20 @@ def _block_mean(image: np.ndarray, k: int) -> np.ndarray:
     channels."""
     h, w, c = image.shape
     hb, wb = h // k, w // k
-    rows = np.empty((-(-h // k), w, c), np.float32)
+    out_w, out_h = block_size(w, h, k)
+    rows = np.empty((out_h, w, c), np.float32)
     if hb:
         np.sum(image[:hb * k].reshape(hb, k, w, c), axis=1, out=rows[:hb])
     if h > hb * k:
         np.sum(image[hb * k:], axis=0, out=rows[hb])
-    take = [0, 1, 2] if c >= 3 else [0, 0, 0]
-    picks = np.zeros((k * c, 3), np.float32)
-    for j in range(k):
-        picks[j * c + np.array(take), [0, 1, 2]] = 1.0
-    out = np.empty((rows.shape[0], -(-w // k), 3), np.float32)
+    picks = block_picks(k, c, (0, 1, 2) if c >= 3 else (0, 0, 0))
+    out = np.empty((out_h, out_w, 3), np.float32)
     if wb:
-        np.matmul(rows[:, :wb * k].reshape(rows.shape[0], wb, k * c), picks, out=out[:, :wb])
+        np.matmul(rows[:, :wb * k].reshape(out_h, wb, k * c), picks, out=out[:, :wb])
     if w > wb * k:
-        np.matmul(rows[:, wb * k:].reshape(rows.shape[0], 1, (w - wb * k) * c),
+        np.matmul(rows[:, wb * k:].reshape(out_h, 1, (w - wb * k) * c),
                   picks[:(w - wb * k) * c], out=out[:, wb:])
-    counts = np.full((out.shape[0], out.shape[1], 1), float(k * k), np.float32)
+    counts = np.full((out_h, out_w, 1), float(k * k), np.float32)
     counts[hb:] *= (h - hb * k) / k
     counts[:, wb:] *= (w - wb * k) / k
     out /= counts

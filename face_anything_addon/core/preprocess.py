@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .frames import block_picks
+
 
 def model_input_size(width: float, height: float, longest: int, patch: int) -> tuple[int, int]:
     """(W, H) with the longest side `longest`, the aspect kept, each side a multiple of `patch`."""
@@ -116,11 +118,17 @@ _ONE_THREAD_MNK = 262144
 _FINE_FACTOR = 1.5
 
 
+def _area_factor(length: float, n_out: int) -> int:
+    """The integer area reduction of one axis shrunk from `length` to `n_out` samples: as much
+    as leaves the triangle filter at least _FINE_FACTOR to do."""
+    return max(1, int(length / n_out / _FINE_FACTOR))
+
+
 def reduction_factor(crop: Crop) -> int:
     """How many times smaller than the footage a frame may be for this crop and lose nothing its
     resampling keeps: the integer area reduction `resample_planar` makes first (the smaller of
     the two axes'). A reader can make it as it copies the frame out (`Frame.pixel_scale`)."""
-    return max(1, int(min(crop.width / crop.out_w, crop.height / crop.out_h) / _FINE_FACTOR))
+    return min(_area_factor(crop.width, crop.out_w), _area_factor(crop.height, crop.out_h))
 
 
 def _axis(start: float, length: float, n_out: int, n_in: int, k: int):
@@ -179,8 +187,7 @@ def _box_cols_planar(src: np.ndarray, a: int, m: int, k: int, c: int) -> np.ndar
             for ch in range(c):
                 np.copyto(out[ch, :, i0:i1], view[:, :, ch])
         else:  # each block of k pixels is one row of k * c values: a product with a 0/1 matrix
-            picks = np.zeros((k * c, c), np.float32)
-            picks[np.arange(k * c), np.arange(k * c) % c] = 1.0
+            picks = block_picks(k, c, tuple(range(c)))
             np.matmul(view.reshape(rows, i1 - i0, k * c), picks,  # one small product a row
                       out=out[:, :, i0:i1].transpose(1, 2, 0))
     out[:, :, :b0] = (pixels[:, 0].T * np.float32(k))[:, :, None]
@@ -277,8 +284,8 @@ def _plan(crop: Crop, h: int, w: int, reduce: bool):
     """Everything of a resampling that depends only on the crop and the image size (reduction
     factors, the samples read, the banded filter matrices), kept for the next frames with the
     same crop (a whole-frame or fixed-box run computes it once). Arrays read-only."""
-    ky = max(1, int(crop.height / crop.out_h / _FINE_FACTOR)) if reduce else 1
-    kx = max(1, int(crop.width / crop.out_w / _FINE_FACTOR)) if reduce else 1
+    ky = _area_factor(crop.height, crop.out_h) if reduce else 1
+    kx = _area_factor(crop.width, crop.out_w) if reduce else 1
     ay, my, rows, row_w = _axis(crop.y0, crop.height, crop.out_h, h, ky)
     ax, mx, cols, col_w = _axis(crop.x0, crop.width, crop.out_w, w, kx)
     c0 = min(max(ax, 0), w - 1)  # the image columns the reduced columns read

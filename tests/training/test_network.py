@@ -16,7 +16,7 @@ from standin_faces import standin_source  # noqa: E402
 
 from training.evaluate import (  # noqa: E402
     ResolutionFloor, evaluate, relief_error, resize, resize_from_mask)
-from training.losses import face_losses  # noqa: E402
+from training.losses import LossWeights, face_losses  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.train import (  # noqa: E402
     collate, load_model, normalise, pack, parse_args, take, train)
@@ -208,6 +208,12 @@ def test_replay_trains_on_an_earlier_runs_windows_without_rendering(tmp_path):
                          "--loss", "depth=0.05", "--loss", "depth_relief=1.0"), no_rendering)
     assert record["step"] == 3 and record["rendered"] == 0
     assert not (tmp_path / "new" / "pool").exists()
+    # the overridden weights are the ones the step's total was made with
+    w = LossWeights(depth=0.05, depth_relief=1.0)
+    total = sum(getattr(w, k) * record[k] for k in ("depth", "depth_relief", "depth_grad",
+                                                    "canonical", "canonical_grad", "mask",
+                                                    "intrinsics", "consistency"))
+    assert record["total"] == pytest.approx(total, abs=2e-3)
     with pytest.raises(SystemExit, match="no loss weight 'relief'.*depth_relief"):
         parse_args(["--loss", "relief=1"])
     with pytest.raises(SystemExit, match="not a number"):
