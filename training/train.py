@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also fill the pool from windows an earlier run rendered (its pool/ "
                         "folder; read only, repeatable): with --workers 0 --fresh 0 a run "
                         "trains on them alone, with no rendering")
+    p.add_argument("--no-pool-cache", action="store_true",
+                   help="with --workers, keep rendered windows in memory only (no OUT/pool/: "
+                        "a long run on many workers would fill the disk)")
     p.add_argument("--loss", action="append", default=[], metavar="TERM=WEIGHT",
                    help="override a LossWeights field (training.losses), e.g. depth=0.05 "
                         "(repeatable); validation uses the same weights")
@@ -374,24 +377,29 @@ def train(args: argparse.Namespace,
                           else ("cpu" if args.device == "auto" else args.device))
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    model = FaceAnythingNet(get_config(args.config)).to(device)
+    model = FaceAnythingNet(get_config(args.config))
+    step, best, elapsed = 0, float("inf"), 0.0
+    last = args.out / "last.pt"
+    ckpt = None
+    if args.init is not None and not (args.resume and last.exists()):
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+    if args.resume and last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        step, best, elapsed = ckpt["step"], ckpt.get("best", best), ckpt.get("elapsed", 0.0)
+    # the render processes are forked before CUDA is touched (a forked child must not inherit
+    # an initialised CUDA context)
+    workers = [BackgroundSource(source, "train", args.size, args.window, args.seed + 1000 * step + i)
+               for i in range(args.workers)]
+    model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    step, best, elapsed = 0, float("inf"), 0.0
-    last = args.out / "last.pt"
-    if args.init is not None and not (args.resume and last.exists()):
-        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=False)["model"])
-    if args.resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
+    if ckpt is not None:
         opt.load_state_dict(ckpt["optimizer"])
-        step, best, elapsed = ckpt["step"], ckpt.get("best", best), ckpt.get("elapsed", 0.0)
-    workers = [BackgroundSource(source, "train", args.size, args.window, args.seed + 1000 * step + i)
-               for i in range(args.workers)]
     val = validation_set(source, args)
-    cache = args.out / "pool" if args.workers else None
+    cache = args.out / "pool" if args.workers and not args.no_pool_cache else None
     pool = ReplayPool(args.pool, args.seed + step, background=Merged(workers) if workers else None,
                       source=None if workers else source("train", args.size, args.window,
                                                           args.seed + step), cache=cache,

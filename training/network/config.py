@@ -48,6 +48,10 @@ CONFIGS: dict[str, NetConfig] = {
     # the bundled CPU-trained default
     "cpu-tiny": NetConfig(width=192, depth=6, heads=3, frame_blocks=3, taps=(1, 3, 4, 5),
                           features=32),
+    # trained on a GPU, small and fast enough to bundle (at most 50 MB, at least 5 frames per
+    # second on 2 CPU cores at 196): `training.device_session`'s default
+    "gpu-compact": NetConfig(width=256, depth=8, heads=4, frame_blocks=4, taps=(1, 3, 5, 7),
+                             features=64, separate_decoders=True),
     # GPU configs (ViT-S / ViT-B widths, separate decoders as in the paper)
     "small": NetConfig(width=384, depth=12, heads=6, frame_blocks=6, taps=(3, 7, 9, 11),
                        features=128, separate_decoders=True),
