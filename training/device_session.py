@@ -16,7 +16,8 @@ back:
 `--workers` render on the CPU cores while the GPU trains (`training.train`, bf16 autocast, no
 pool cache on disk), stops at `--minutes`, and writes into `--out`: the last and best weights as
 compact fp16 checkpoints cut into parts of at most 15 MiB each with a manifest (sha256 of every
-part and of the whole), the training log and a summary. `join` checks the manifest and writes
+part and of the whole), the training log and a summary (at most 8 files: the best weights are
+left out when they would not fit, which the summary says). `join` checks the manifest and writes
 the checkpoint back (fp32 weights, the config, the training arguments).
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 PART_BYTES = 15 * 1024 * 1024  # under the 16 MiB a returned file may have
+MAX_FILES = 8  # files that come back from the device's output folder
 MANIFEST = "manifest.json"
 
 
@@ -166,11 +168,18 @@ def run(argv: list[str] | None = None, source=None) -> dict:
     a.out.mkdir(parents=True, exist_ok=True)
     summary = {"machine": info, "train_args": targs, "last": record,
                "seconds": round(time.time() - t0, 1)}
+    room = MAX_FILES - 3  # log.jsonl, summary.json and manifest.json come back too
     for name in ("last", "best"):
         src = a.work / f"{name}.pt"
-        if src.exists():
-            compact = compact_checkpoint(src, a.work / f"{name}-fp16.pt")
-            summary[f"{name}_parts"] = [p.name for p in split_file(compact, a.out)]
+        if not src.exists():
+            continue
+        compact = compact_checkpoint(src, a.work / f"{name}-fp16.pt")
+        parts = -(-compact.stat().st_size // PART_BYTES)
+        if parts > room:
+            summary[f"{name}_left_out"] = f"{parts} parts, room for {room} more files"
+            continue
+        summary[f"{name}_parts"] = [p.name for p in split_file(compact, a.out)]
+        room -= parts
     log = a.work / "log.jsonl"
     if log.exists():  # every 10th step and every validation: small
         lines = log.read_text().splitlines()

@@ -164,6 +164,27 @@ def test_evaluate_scores_a_perfect_predictor_as_perfect():
     assert r["metric_absrel"] < 1e-6
 
 
+def test_mask_iou_is_also_given_apart_for_small_and_large_faces():
+    """A predictor that finds large faces perfectly and misses small ones (a true face under 2 %
+    of the frame): 1 for the large, 0 for the small, their frame-weighted mean overall."""
+    large = {k: v.numpy() for k, v in next(standin_source("val", 42, 2, 0)).items()}
+    small = {k: v.copy() for k, v in large.items()}
+    small["mask"] = np.zeros_like(large["mask"])
+    small["mask"][:, 20:25, 20:25] = 1.0  # 25 of 1,764 pixels: 1.4 %
+    assert large["mask"].mean() > 0.02
+    windows = [large, small]
+    truth = iter(windows)
+
+    def finds_large_faces_only(images):
+        w = next(truth)
+        found = w["mask"] if w["mask"].mean() > 0.02 else np.zeros_like(w["mask"])
+        return {"depth": w["depth"], "canonical": w["canonical"], "mask": found}
+
+    r = evaluate(finds_large_faces_only, windows)
+    assert r["mask_iou_large"] == 1.0 and r["mask_iou_small"] == 0.0
+    assert r["mask_iou"] == pytest.approx(0.5)
+
+
 def test_upsampling_from_the_mask_keeps_the_silhouette_off_the_background():
     """A face (depth 0.5) on a far background (2.0) at 14 x 14, brought to 56 x 56: from the
     mask, face pixels stay 0.5 up to the silhouette; plain bilinear blends them towards 2."""
