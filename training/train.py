@@ -387,8 +387,8 @@ def train(args: argparse.Namespace,
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         step, best, elapsed = ckpt["step"], ckpt.get("best", best), ckpt.get("elapsed", 0.0)
-    # the render processes are forked before CUDA is touched (a forked child must not inherit
-    # an initialised CUDA context)
+    # the render processes are forked before the model and the optimiser go to the GPU: the
+    # children render on the CPU only and never touch CUDA, and the fork copies no GPU state
     workers = [BackgroundSource(source, "train", args.size, args.window, args.seed + 1000 * step + i)
                for i in range(args.workers)]
     model.to(device)
