@@ -35,56 +35,53 @@ MAX_FILES = 8  # files that come back from the device's output folder
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def split_file(path: Path, folder: Path, part_bytes: int = PART_BYTES) -> list[Path]:
     """Cut `path` into `folder`/NAME.partNN files of at most `part_bytes`; their names and
     sha256s (and the whole file's) are added to `folder`/manifest.json."""
     folder.mkdir(parents=True, exist_ok=True)
-    parts = []
-    with path.open("rb") as f:
-        for i, block in enumerate(iter(lambda: f.read(part_bytes), b"")):
-            part = folder / f"{path.name}.part{i:02d}"
-            part.write_bytes(block)
-            parts.append(part)
+    data = path.read_bytes()  # a compact checkpoint: tens of MB
+    parts, entries = [], []
+    for i, start in enumerate(range(0, len(data), part_bytes)):
+        block = data[start:start + part_bytes]
+        part = folder / f"{path.name}.part{i:02d}"
+        part.write_bytes(block)
+        parts.append(part)
+        entries.append({"name": part.name, "sha256": _sha256(block)})
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path),
-                           "parts": [{"name": p.name, "sha256": _sha256(p)} for p in parts]}
+    manifest[path.name] = {"bytes": len(data), "sha256": _sha256(data), "parts": entries}
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return parts
 
 
 def join_parts(folder: Path, name: str, dest: Path) -> Path:
     """The file `name` put back together from its parts in `folder`, checked against the
-    manifest (every part and the whole); raises ValueError naming what is missing or wrong."""
+    manifest (every part and the whole) before anything is written; raises ValueError naming
+    what is missing or wrong."""
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
         raise ValueError(f"{manifest_path} is missing: not the output of a device session")
     entry = json.loads(manifest_path.read_text()).get(name)
     if entry is None:
         raise ValueError(f"{manifest_path} lists no {name!r}")
+    blocks = []
+    for part in entry["parts"]:
+        p = folder / part["name"]
+        if not p.exists():
+            raise ValueError(f"part {p} is missing (it did not come back from the device)")
+        blocks.append(p.read_bytes())
+        if _sha256(blocks[-1]) != part["sha256"]:
+            raise ValueError(f"part {p} does not match its sha256 in the manifest")
+    data = b"".join(blocks)
+    if len(data) != entry["bytes"] or _sha256(data) != entry["sha256"]:
+        raise ValueError(f"{name} put together from its parts does not match the manifest")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".joining")
-    with tmp.open("wb") as out:
-        for part in entry["parts"]:
-            p = folder / part["name"]
-            if not p.exists():
-                tmp.unlink()
-                raise ValueError(f"part {p} is missing (it did not come back from the device)")
-            if _sha256(p) != part["sha256"]:
-                tmp.unlink()
-                raise ValueError(f"part {p} does not match its sha256 in the manifest")
-            out.write(p.read_bytes())
-    if tmp.stat().st_size != entry["bytes"] or _sha256(tmp) != entry["sha256"]:
-        tmp.unlink()
-        raise ValueError(f"{name} put together from its parts does not match the manifest")
+    tmp.write_bytes(data)
     tmp.replace(dest)
     return dest
 
