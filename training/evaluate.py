@@ -27,6 +27,10 @@ resolution can score). Metrics (inside the true face mask):
   0.3 %, where a model at 140-196 px input sees a face of about 10 pixels);
 - fps: frames per second of the model alone in ONNX Runtime at its input size.
 `--baseline` also scores a trivial predictor (constant depth, mean canonical, centre-ellipse mask).
+`--capture` also scores each model as the add-on's capture runs it (`CapturePredictor`): the face
+found on the whole frame, then every frame predicted on its own face crop at the model's input
+size and brought back into the frame; there fps counts both passes and the pipeline's own work,
+and no_face is the share of clips where it found no face (scored from the whole-frame outputs).
 """
 from __future__ import annotations
 
@@ -68,19 +72,23 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, metric: bool) -> dict[str,
 
 
 def track_errors(canonical: np.ndarray, weight: np.ndarray, targets: np.ndarray,
-                 true_xy: np.ndarray, visible: np.ndarray,
-                 scale: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+                 true_xy: np.ndarray, visible: np.ndarray, scale=(1.0, 1.0),
+                 offset=(0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """One clip: canonical (S,h,w,3), weight (S,h,w), targets (V,3), true_xy (S,V,2), visible
-    (S,V); scale: (x, y) from the maps' pixels to true_xy's (pixel centres at + 0.5 in both, so
-    a plain product). Returns found positions (S,V,2) in true_xy's pixels (nan where not found)
-    and per-vertex errors (S,V)."""
+    (S,V); a map pixel position p is at p * scale + offset in true_xy's pixels (pixel centres at
+    + 0.5 in both); scale and offset: (x, y), or (S, 2) when each frame's maps cover their own
+    region (a face crop). Returns found positions (S,V,2) in true_xy's pixels (nan where not
+    found) and per-vertex errors (S,V)."""
     s, v = visible.shape
+    scale = np.broadcast_to(np.asarray(scale, np.float32), (s, 2))
+    offset = np.broadcast_to(np.asarray(offset, np.float32), (s, 2))
     found = np.full((s, v, 2), np.nan, np.float32)
     warm = None
     for i in range(s):
-        p, _, ok = invert(CanonicalMap(canonical[i], weight[i]), targets, warm)
-        found[i, ok] = p[ok] * np.asarray(scale, np.float32)
-        warm = np.where(ok[:, None], p, np.nan).astype(np.float32)
+        start = None if warm is None else (warm - offset[i]) / scale[i]
+        p, _, ok = invert(CanonicalMap(canonical[i], weight[i]), targets, start)
+        found[i, ok] = p[ok] * scale[i] + offset[i]
+        warm = np.where(ok[:, None], found[i], np.nan).astype(np.float32)
     err = np.linalg.norm(found - true_xy, axis=-1)
     err[~visible] = np.nan
     return found, err
@@ -180,6 +188,81 @@ class OnnxPredictor:
         return res
 
 
+def from_crops(native: dict[str, np.ndarray], crops, size: tuple[int, int]) -> dict:
+    """Contract outputs of S frames, each over its own crop of the frame (`core.preprocess.Crop`,
+    model pixels -> frame pixels), -> the same over the whole frame `size` (H, W): maps sampled
+    at each frame pixel's place in its crop, from the pixels of the outputs' own mask as in
+    `resize_from_mask`; outside the crop the mask is 0 and the maps take the crop's edge. The
+    model-resolution canonical map and weight are kept under 'native' with each frame's scale
+    and offset to frame pixels, for the canonical inversion."""
+    s, h, w = native["depth"].shape
+    big_h, big_w = size
+    grid = np.empty((s, big_h, big_w, 2), np.float32)
+    for i, c in enumerate(crops):  # pixel centre -> the crop's normalised coordinate
+        u = c.to_input(np.stack([np.arange(big_w) + 0.5, np.zeros(big_w)], 1))[:, 0] / w
+        v = c.to_input(np.stack([np.zeros(big_h), np.arange(big_h) + 0.5], 1))[:, 1] / h
+        grid[i, :, :, 0] = 2 * u[None, :] - 1
+        grid[i, :, :, 1] = 2 * v[:, None] - 1
+    grid_t = torch.from_numpy(grid)
+
+    def sample(x, padding):  # (S, C, h, w) -> (S, C, H, W)
+        return F.grid_sample(torch.from_numpy(np.ascontiguousarray(x, np.float32)), grid_t,
+                             mode="bilinear", padding_mode=padding, align_corners=False).numpy()
+
+    weight = native["mask"][:, None]
+    den = sample(weight, "zeros")
+
+    def up(x):
+        num = sample(x * weight, "border")
+        near = sample(weight, "border")
+        return np.where(near > 0.05, num / np.maximum(near, 1e-6), sample(x, "border"))
+
+    res = {k: up(native[k][:, None])[:, 0] for k in ("depth", "depth_conf", "canonical_conf")}
+    res["mask"] = den[:, 0]
+    res["canonical"] = up(native["canonical"].transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    res["native"] = {"canonical": native["canonical"], "weight": native["mask"],
+                     "scale": np.array([[1 / c.scale[0], 1 / c.scale[1]] for c in crops]),
+                     "offset": np.array([[c.x0, c.y0] for c in crops])}
+    return res
+
+
+class CapturePredictor(OnnxPredictor):
+    """A contract model run as the add-on's capture runs it (`core.pipeline.Pipeline` with face
+    region 'auto' and the add-on's default settings, except that the whole clip is one window, as
+    for `OnnxPredictor`): a face-finding pass on whole frames at 224 px, then every frame cropped
+    to its smoothed face box grown by 35 % and taken to the model's input size; the maps are
+    brought back into the whole frame (`from_crops`). `seconds` counts the whole pipeline, both
+    passes. A clip where the capture finds no face (the add-on stops and asks for a face box) is
+    scored from the whole-frame outputs and counted in `no_face`."""
+
+    def __init__(self, path: Path, threads: int = 0, plain: bool = False):
+        super().__init__(path, threads, plain)
+        self.no_face = 0
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        from face_anything_addon.core.frames import Frame
+        from face_anything_addon.core.pipeline import Pipeline, PipelineError, PipelineSettings
+
+        s, _, h, w = images.shape
+        frames = [Frame(i, np.ascontiguousarray(images[i].transpose(1, 2, 0), np.float32))
+                  for i in range(s)]
+        settings = PipelineSettings(window=min(s, self.desc.max_window), pipelined=False)
+        t0 = time.perf_counter()
+        try:
+            preds = list(Pipeline(self.session, settings).run(frames, total=s))
+        except PipelineError:
+            self.no_face += 1
+            return super().__call__(images)
+        self.seconds += time.perf_counter() - t0
+        self.frames += s
+        native = {k: np.stack([getattr(q, k) for q in preds]) for k in
+                  ("depth", "depth_conf", "canonical", "canonical_conf")}
+        native["mask"] = np.stack([q.face_weight for q in preds])
+        res = from_crops(native, [q.crop for q in preds], (h, w))
+        res["intrinsics"] = np.stack([q.intrinsics for q in preds]).astype(np.float32)
+        return res
+
+
 class Baseline:
     """The trivial predictor: constant depth, the mean canonical coordinate, a centred ellipse."""
 
@@ -232,7 +315,8 @@ def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str,
                 "weight": out["mask"] if "mask" in out else np.ones_like(out["depth"])}
             xy, vis = win["vertex_xy"], win["vertex_visible"] > 0.5
             found, err = track_errors(native["canonical"], native["weight"],
-                                      template_targets(xy.shape[1]), xy, vis, native["scale"])
+                                      template_targets(xy.shape[1]), xy, vis, native["scale"],
+                                      native.get("offset", (0.0, 0.0)))
             errors.append(err[vis])
             if len(xy) >= 3:
                 d = found - xy
@@ -351,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plain-upsampling", action="store_true",
                    help="bring outputs to --size by plain bilinear interpolation (blends the "
                         "silhouette with the background) instead of from the model's own mask")
+    p.add_argument("--capture", action="store_true",
+                   help="also score each model as the add-on's capture runs it: face found on "
+                        "the whole frame, then predicted on the face crop (CapturePredictor)")
     p.add_argument("--floor", type=int, action="append", default=[], metavar="SIDE",
                    help="also score the truth taken to SIDE x SIDE pixels and back: the best "
                         "any model of that input size can score (repeatable)")
@@ -373,6 +460,12 @@ def main(argv: list[str] | None = None) -> None:
         r = evaluate(pred, windows, pred.desc.metric)
         r["fps"] = pred.frames / max(pred.seconds, 1e-9)
         results[path.name] = r
+        if a.capture:
+            pred = CapturePredictor(path, a.threads, a.plain_upsampling)
+            r = evaluate(pred, windows, pred.desc.metric)
+            r["fps"] = pred.frames / max(pred.seconds, 1e-9)
+            r["no_face"] = pred.no_face / max(len(windows), 1)
+            results[f"{path.name}, as captured"] = r
     text = table(results)
     print(text)
     if a.out:
