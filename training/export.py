@@ -3,7 +3,9 @@
 
     python -m training.export runs/default/best.pt face_anything_addon/assets/face_anything_default.onnx
 
-Dynamic N and S always; H and W dynamic unless `--fixed-size`; fp32 or `--fp16`. The export
+Dynamic N and S always; H and W dynamic unless `--fixed-size`; fp32 or `--fp16`;
+`--mirror-average` exports the network averaged with its own prediction on the mirrored frames
+(`training.network.mirror`: twice the inference cost). The export
 wrapper (not a global patch of any library) puts the network into the contract's layout; attention
 is written as plain matmul/softmax while exporting. After writing, the file is checked with the
 add-on's `describe_model` and compared against torch in ONNX Runtime (`--no-parity` skips that).
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from .network import FaceAnythingNet
+from .network.mirror import MirrorAveraged, symmetric_template
 
 OUTPUTS = ("depth", "depth_conf", "canonical", "canonical_conf", "intrinsics", "mask")
 CANONICAL_SPACE = "makehuman-hm08-head-v1"
@@ -143,11 +146,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="Face Anything CPU-tiny (synthetic MakeHuman faces)")
     p.add_argument("--license", default="GPL-3.0-or-later")
     p.add_argument("--no-parity", action="store_true")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="average each prediction with the one on the mirrored frames, mirrored "
+                        "back (the canonical template must be symmetric about x = 0)")
     p.add_argument("--depth-units", choices=("metric", "relative"), default="metric",
                    help="what to promise: the network predicts metres; declare 'relative' when "
                         "its measured absolute error (evaluate: metric_absrel) is too large")
     a = p.parse_args(argv)
     model, ckpt = load_model(a.checkpoint)
+    if a.mirror_average:
+        if not symmetric_template(np.load(TEMPLATE)["canonical"]):
+            raise SystemExit(f"--mirror-average: the template {TEMPLATE.name} is not symmetric "
+                             f"about x = 0, so a mirrored face's canonical coordinates are unknown")
+        model = MirrorAveraged(model).eval()
     size = a.input_size or int(ckpt.get("size", 224))
     export(model, a.output, size, fp16=a.fp16, fixed_size=a.fixed_size, max_window=a.max_window,
            name=a.name, license_=a.license, depth_units=a.depth_units)

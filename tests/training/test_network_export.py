@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """ONNX export of the tiny random config: the add-on's contract checker accepts it, ONNX Runtime
-opens it, and its outputs match torch (dynamic N, S, H, W; fp32 and fp16; fixed size)."""
+opens it, and its outputs match torch (dynamic N, S, H, W; fp32 and fp16; fixed size; mirror
+averaging)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,8 +13,9 @@ pytest.importorskip("onnxruntime")
 
 from face_anything_addon.core.contract import describe_model  # noqa: E402
 from face_anything_addon.core.session import open_session  # noqa: E402
-from training.export import TOLERANCE, export, parity  # noqa: E402
+from training.export import TEMPLATE, TOLERANCE, export, parity  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
+from training.network.mirror import MirrorAveraged, symmetric_template  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +57,53 @@ def test_fixed_size_export(tiny, tmp_path):
     session = open_session(desc, "CPU")
     out = session.run(torch.zeros(2, 3, 3, 42, 42).numpy())
     assert out["canonical"].shape == (2, 3, 42, 42, 3)
+
+
+@pytest.fixture()
+def camera_aware():
+    """The tiny config with its camera head's last layer randomised (untrained, it predicts the
+    image centre whatever the input, which would hide a wrong principal-point rule)."""
+    torch.manual_seed(1)
+    net = FaceAnythingNet(get_config("test-tiny")).eval()
+    torch.nn.init.normal_(net.camera.mlp[-1].weight, std=0.5)
+    torch.nn.init.normal_(net.camera.mlp[-1].bias, std=0.2)
+    return net
+
+
+def test_mirror_averaging_brings_mirrored_predictions_back_correctly(camera_aware):
+    """On a left-right symmetric frame the averaged prediction must itself be symmetric: depth
+    and mask mirror onto themselves, canonical x onto its negative (the template is symmetric
+    about x = 0), the principal point lies on the centre line."""
+    net = MirrorAveraged(camera_aware).eval()
+    half = torch.randn(1, 2, 3, 28, 21)
+    images = torch.cat([half, half.flip(-1)], -1)  # 42 wide, symmetric
+    with torch.no_grad():
+        out = net(images)
+        plain = camera_aware(images)
+    torch.testing.assert_close(out["depth"], out["depth"].flip(-1))
+    torch.testing.assert_close(out["mask"], out["mask"].flip(-1))
+    c = out["canonical"]
+    torch.testing.assert_close(c[..., 0], -c[..., 0].flip(-1))
+    torch.testing.assert_close(c[..., 1:], c[..., 1:].flip(-2))
+    assert torch.allclose(out["intrinsics"][..., 0, 2], torch.tensor(21.0), atol=1e-4)
+    # the network alone is neither: the averaging did the work
+    assert not torch.allclose(plain["canonical"][..., 0], -plain["canonical"][..., 0].flip(-1),
+                              atol=1e-3)
+    assert not torch.allclose(plain["intrinsics"][..., 0, 2], torch.tensor(21.0), atol=1e-2)
+
+
+def test_mirror_averaged_export_matches_torch(camera_aware, tmp_path):
+    net = MirrorAveraged(camera_aware).eval()
+    path = export(net, tmp_path / "mirror.onnx", 42, landmarks=False)
+    assert describe_model(path).input_size == 42
+    for size, n, s in (((42, 42), 1, 2), ((28, 56), 2, 1)):
+        errors = parity(net, path, size, n=n, s=s)
+        assert max(errors.values()) < TOLERANCE["float32"], (size, errors)
+
+
+def test_the_bundled_template_is_symmetric_and_a_lopsided_one_is_not():
+    canonical = np.load(TEMPLATE)["canonical"]
+    assert symmetric_template(canonical)
+    lopsided = canonical.copy()
+    lopsided[np.argmax(lopsided[:, 0]), 0] += 0.01
+    assert not symmetric_template(lopsided)
