@@ -3,6 +3,7 @@
 
     python3 build.py bench          (or: .venv/bin/python -m bench.run [--quick])
     .venv/bin/python -m bench.run --only pipeline,reading   reruns those parts, keeps the others
+    .venv/bin/python -m bench.run --only model              the bundled model's speed (a minute)
 """
 from __future__ import annotations
 
@@ -140,6 +141,28 @@ def markdown(results: dict) -> str:
             lines.append(f"| {c['noise']} | {c['occluded_fraction']} | {c['ours_median_px']} | "
                          f"{c['reference_median_px']} | {c['ours_visible_fraction']} | "
                          f"{c['ours_ms_per_frame']} |")
+    mb = results.get("model")
+    if mb:
+        lines += ["", "## The bundled model's speed (CPU)", "",
+                  f"`{mb['model']}` ({mb['name']}, {mb['bytes'] / 1e6:.1f} MB), opened as the "
+                  "add-on opens it (all cores). Network: bare `session.run` at the model's input "
+                  "size, frames per second over windows of 1 and 4 frames, median and best of "
+                  f"{mb['network'][0]['reps']} runs of {mb['network'][0]['frames_per_rep']} "
+                  "frames. Capture: the add-on's whole prediction pipeline on 1080p frames "
+                  "(arrays made before timing), face region automatic (a face-finding pass on "
+                  "whole frames, then each frame on its face crop), window 1 (the add-on's "
+                  "default): frames of footage per second, both passes included. 1-minute load "
+                  f"average {mb['load_average_1min']} (2 cores). Goal: at least 5 frames per "
+                  "second at the model's default resolution.", "",
+                  "| what | input | window | fps, median | fps, best |",
+                  "| --- | --- | --- | --- | --- |"]
+        for r in mb["network"]:
+            lines.append(f"| network | {r['input'][1]}x{r['input'][0]} | {r['window']} | "
+                         f"{r['fps_median']} | {r['fps_best']} |")
+        c = mb["capture"]
+        region = "face crops" if c["face_found"] else "whole frames (no face found)"
+        lines.append(f"| capture, {c['frames']} frames of {c['footage']}, {region} | - | 1 | "
+                     f"{c['fps_median']} | {c['fps_best']} |")
     s = results.get("scene")
     if s:
         lines += ["", "## Scene building (see SCENE.md for the whole table)", "",
@@ -155,9 +178,9 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
-    p.add_argument("--only", default="pipeline,reading,geometry,scene",
-                   help="comma-separated parts to run (pipeline, reading, geometry, scene); the "
-                        "others are kept from the recorded results")
+    p.add_argument("--only", default="pipeline,reading,geometry,scene,model",
+                   help="comma-separated parts to run (pipeline, reading, geometry, scene, "
+                        "model); the others are kept from the recorded results")
     a = p.parse_args(argv)
     parts = set(a.only.split(","))
     sys.path.insert(0, str(ROOT))
@@ -206,6 +229,9 @@ def main(argv=None) -> None:
     if "geometry" in parts:
         results["geometry"] = child("bench.geometry_bench", *(
             ["--frames", "4", "--size", "256", "--grid", "51"] if a.quick else []))
+    if "model" in parts:
+        results["model"] = child("bench.model_bench", *(
+            ["--frames", "8", "--reps", "2"] if a.quick else []))
     if "scene" in parts and not a.quick:
         results["scene"] = child("bench.scene_bench")
     recorded.write_text(json.dumps(results, indent=1) + "\n")
