@@ -4,6 +4,8 @@
     python3 build.py bench          (or: .venv/bin/python -m bench.run [--quick])
     .venv/bin/python -m bench.run --only pipeline,reading   reruns those parts, keeps the others
     .venv/bin/python -m bench.run --only model              the bundled model's speed (a minute)
+    .venv/bin/python -m bench.run --only pipeline --models face_anything_default
+                                        reruns the pipeline rows of the bundled model only
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+BUNDLED = ROOT / "face_anything_addon" / "assets" / "face_anything_default.onnx"
+MODELS = ("vit-tiny", "vit-small", "face_anything_default")  # the pipeline part's models
+
+
+def bundled_name() -> str:
+    """The bundled model's name (its metadata), recorded with its rows."""
+    from face_anything_addon.core.contract import describe_model
+
+    return describe_model(BUNDLED).name
 
 
 def child(module: str, *args: str) -> dict:
@@ -67,7 +78,7 @@ def markdown(results: dict) -> str:
              "bare session.run s | overhead | pairs' range | CPU time overhead | load | "
              "pipeline's own work, ms per frame (share) | reader's copy ms: plain / in blocks |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in results["overhead"]:
+    for r in results.get("overhead", []):
         shape = "x".join(map(str, r["input_shape"][-2:]))
         thread = {True: "yes", False: "no"}.get(r.get("pipelined"), "-")
         spread = "{}% to {}%".format(*r["overhead_pct_range"]) if "overhead_pct_range" in r \
@@ -86,16 +97,18 @@ def markdown(results: dict) -> str:
               "consumed and dropped). Goal: 2,000 frames add less than 200 MB.", "",
               "| model | input side | face region | frames | added MB | seconds |",
               "| --- | --- | --- | --- | --- | --- |"]
-    for r in results["memory"]:
+    for r in results.get("memory", []):
         lines.append(f"| {r['model']} | {r['resolution']} | {r['region']} | {r['frames']} | "
                      f"{r['added_mb']} | {r['seconds']} |")
-    reading = dict(results["reading"])
-    lines += ["", f"## Frame reading speed (1080p, Blender {reading.pop('blender')} decoders)", "",
-              "Frames whose longest side is above 2048 pixels are reduced inside Blender as they "
-              "are read (8K rows).", "",
-              "| footage | frames | ms per frame |", "| --- | --- | --- |"]
-    for name, r in reading.items():
-        lines.append(f"| {name} | {r['frames']} | {r['ms_per_frame']} |")
+    reading = dict(results.get("reading", {}))
+    if reading:
+        lines += ["", f"## Frame reading speed (1080p, Blender {reading.pop('blender')} "
+                  "decoders)", "",
+                  "Frames whose longest side is above 2048 pixels are reduced inside Blender as "
+                  "they are read (8K rows).", "",
+                  "| footage | frames | ms per frame |", "| --- | --- | --- |"]
+        for name, r in reading.items():
+            lines.append(f"| {name} | {r['frames']} | {r['ms_per_frame']} |")
     g = results.get("geometry")
     if g:
         m = g["main"]
@@ -163,6 +176,8 @@ def markdown(results: dict) -> str:
         region = "face crops" if c["face_found"] else "whole frames (no face found)"
         lines.append(f"| capture, {c['frames']} frames of {c['footage']}, {region} | - | 1 | "
                      f"{c['fps_median']} | {c['fps_best']} |")
+    bundled = next((r["model_name"] for r in results.get("overhead", [])
+                    if r.get("model_name")), "")
     s = results.get("scene")
     if s:
         lines += ["", "## Scene building (see SCENE.md for the whole table)", "",
@@ -170,8 +185,8 @@ def markdown(results: dict) -> str:
     lines += ["", "Models: random-weight stand-ins of the paper's backbone family "
               "(`bench/standin_model.py`: patch-14 ViT, vit-tiny = width 192 x 6 blocks, "
               "vit-small = width 384 x 12 blocks): their cost is a real network's, their output "
-              "meaningless; face_anything_default is the bundled model (trained at 140 pixels, run "
-              "at 196, the input size its metadata declares).", ""]
+              "meaningless; face_anything_default is the bundled model, run at 196, the input "
+              "size its metadata declares" + (f" ({bundled})" if bundled else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -181,6 +196,9 @@ def main(argv=None) -> None:
     p.add_argument("--only", default="pipeline,reading,geometry,scene,model",
                    help="comma-separated parts to run (pipeline, reading, geometry, scene, "
                         "model); the others are kept from the recorded results")
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="pipeline part: comma-separated models to measure (vit-tiny, vit-small, "
+                        "face_anything_default); the rows of the others are kept as recorded")
     a = p.parse_args(argv)
     parts = set(a.only.split(","))
     sys.path.insert(0, str(ROOT))
@@ -191,16 +209,18 @@ def main(argv=None) -> None:
     results = json.loads(recorded.read_text()) if recorded.exists() else {}
     results["machine"] = machine()
     if "pipeline" in parts:
-        results["overhead"], results["memory"] = [], []
+        chosen = [m for m in MODELS if m in a.models.split(",")]
+        kept = [r for r in results.get("overhead", []) if r["model"] not in chosen]
+        overhead = []
         with tempfile.TemporaryDirectory(prefix="fa-bench-") as tmp:
-            models = {size: export(Path(tmp) / f"{size}.onnx", size) for size in ("vit-tiny",
-                                                                                   "vit-small")}
-            models["face_anything_default"] = ROOT / "face_anything_addon" / "assets" / \
-                "face_anything_default.onnx"
+            models = {size: export(Path(tmp) / f"{size}.onnx", size)
+                      for size in ("vit-tiny", "vit-small") if size in chosen}
+            models["face_anything_default"] = BUNDLED
             # frames and measured pairs per model, about 2 s of network per run or more: with
-            # fewer (10 frames of vit-tiny, 0.9 s) the pairs' overheads spread over 15 points
+            # fewer (10 frames of vit-tiny, 0.9 s) the pairs' overheads spread over 15 points;
+            # the bundled model, mirror-averaged, runs at about 20 fps at 196 on 2 cores
             counts = {"vit-tiny": ("30", "7"), "vit-small": ("10", "5"),
-                      "face_anything_default": ("80", "11")}
+                      "face_anything_default": ("40", "11")}
             if a.quick:
                 counts = {size: ("3", "3") for size in counts}
             for size, region, side, source in (
@@ -210,20 +230,28 @@ def main(argv=None) -> None:
                     ("face_anything_default", "full", "196", []),
                     ("face_anything_default", "box", "196", ["--reader"]),
                     ("face_anything_default", "full", "196", ["--reader"])):
+                if size not in chosen:
+                    continue
                 count = counts[size]
                 for mode in ([], ["--serial"]):
-                    results["overhead"].append(child(
-                        "bench.pipeline_bench", "overhead", "--model", str(models[size]),
-                        "--frames", count[0], "--reps", count[1], "--region", region,
-                        "--resolution", side, *source, *mode))
-            lengths = ("20", "100") if a.quick else ("100", "500", "2000")
-            for frames in lengths:
-                results["memory"].append(child("bench.pipeline_bench", "memory", "--model",
-                                               str(models["vit-tiny"]), "--frames", frames,
-                                               "--resolution", "224", "--region", "box"))
-            results["memory"].append(child("bench.pipeline_bench", "memory", "--model",
-                                           str(models["vit-tiny"]), "--frames", lengths[-2],
-                                           "--resolution", "224", "--region", "auto"))
+                    row = child("bench.pipeline_bench", "overhead", "--model", str(models[size]),
+                                "--frames", count[0], "--reps", count[1], "--region", region,
+                                "--resolution", side, *source, *mode)
+                    if size == "face_anything_default":
+                        row["model_name"] = bundled_name()
+                    overhead.append(row)
+            # the table keeps the models' order; rows of models not rerun stay as recorded
+            results["overhead"] = sorted(kept + overhead, key=lambda r: MODELS.index(r["model"]))
+            if "vit-tiny" in chosen:
+                results["memory"] = []
+                lengths = ("20", "100") if a.quick else ("100", "500", "2000")
+                for frames in lengths:
+                    results["memory"].append(child(
+                        "bench.pipeline_bench", "memory", "--model", str(models["vit-tiny"]),
+                        "--frames", frames, "--resolution", "224", "--region", "box"))
+                results["memory"].append(child(
+                    "bench.pipeline_bench", "memory", "--model", str(models["vit-tiny"]),
+                    "--frames", lengths[-2], "--resolution", "224", "--region", "auto"))
     if "reading" in parts:
         results["reading"] = child("bench.reading_bench", "--frames", "6" if a.quick else "24")
     if "geometry" in parts:
