@@ -188,13 +188,14 @@ class OnnxPredictor:
         return res
 
 
-def from_crops(native: dict[str, np.ndarray], crops, size: tuple[int, int]) -> dict:
+def from_crops(native: dict[str, np.ndarray], crops, size: tuple[int, int],
+               plain: bool = False) -> dict:
     """Contract outputs of S frames, each over its own crop of the frame (`core.preprocess.Crop`,
     model pixels -> frame pixels), -> the same over the whole frame `size` (H, W): maps sampled
     at each frame pixel's place in its crop, from the pixels of the outputs' own mask as in
-    `resize_from_mask`; outside the crop the mask is 0 and the maps take the crop's edge. The
-    model-resolution canonical map and weight are kept under 'native' with each frame's scale
-    and offset to frame pixels, for the canonical inversion."""
+    `resize_from_mask` (plain bilinear if `plain`); outside the crop the mask is 0 and the maps
+    take the crop's edge. The model-resolution canonical map and weight are kept under 'native'
+    with each frame's scale and offset to frame pixels, for the canonical inversion."""
     s, h, w = native["depth"].shape
     big_h, big_w = size
     grid = np.empty((s, big_h, big_w, 2), np.float32)
@@ -213,6 +214,8 @@ def from_crops(native: dict[str, np.ndarray], crops, size: tuple[int, int]) -> d
     den = sample(weight, "zeros")
 
     def up(x):
+        if plain:
+            return sample(x, "border")
         num = sample(x * weight, "border")
         near = sample(weight, "border")
         return np.where(near > 0.05, num / np.maximum(near, 1e-6), sample(x, "border"))
@@ -258,7 +261,7 @@ class CapturePredictor(OnnxPredictor):
         native = {k: np.stack([getattr(q, k) for q in preds]) for k in
                   ("depth", "depth_conf", "canonical", "canonical_conf")}
         native["mask"] = np.stack([q.face_weight for q in preds])
-        res = from_crops(native, [q.crop for q in preds], (h, w))
+        res = from_crops(native, [q.crop for q in preds], (h, w), self.plain)
         res["intrinsics"] = np.stack([q.intrinsics for q in preds]).astype(np.float32)
         return res
 
