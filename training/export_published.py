@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .export import spread
 from .published import (CANONICAL_SPACE, INTRINSICS, MEAN, PATCH, PUBLISHED_CONFIG, REF_VIEW,
                         STD, WEIGHTS_LICENSE, CheckpointError, ContractWrapper, load_published)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL_DATA_ABOVE = 1_800_000_000  # bytes of weights; protobuf's hard limit is 2 GiB
 # Parity: maximum absolute error over the output, divided by the output's spread (max - min,
-# at least 1e-3 of its largest magnitude), ONNX Runtime against torch float32 on the same input.
+# at least a floor of its largest magnitude: `export.spread`), ONNX Runtime against torch float32
+# on the same input.
 TOLERANCE = {"float32": 1e-3, "float16": 5e-2}
 DEFAULT_NAME = "Face Anything (published checkpoint, {config})"
 
@@ -128,8 +130,7 @@ def parity(session, names, x: torch.Tensor, expected: list, fp16: bool) -> dict[
             continue
         diff = np.abs(g - r)
         diff[~np.isfinite(diff)] = np.inf
-        spread = max(float(r.max() - r.min()), 1e-3 * max(float(np.abs(r).max()), 1e-6))
-        errors[name] = (float(diff.max()), float(diff.mean()), float(diff.max()) / spread)
+        errors[name] = (float(diff.max()), float(diff.mean()), float(diff.max()) / spread(r, fp16))
     return errors
 
 

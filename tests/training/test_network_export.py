@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from face_anything_addon.core.contract import describe_model  # noqa: E402
 from face_anything_addon.core.session import open_session  # noqa: E402
-from training.export import TEMPLATE, TOLERANCE, export, parity  # noqa: E402
+from training.export import TEMPLATE, TOLERANCE, export, parity, spread  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.network.mirror import MirrorAveraged, symmetric_template  # noqa: E402
 
@@ -107,3 +107,24 @@ def test_the_bundled_template_is_symmetric_and_a_lopsided_one_is_not():
     lopsided = canonical.copy()
     lopsided[np.argmax(lopsided[:, 0]), 0] += 0.01
     assert not symmetric_template(lopsided)
+
+
+def test_fp16_parity_judges_near_constant_outputs_at_fp16_precision(tmp_path):
+    """A trained model's confidences hardly vary on the parity check's noise input (1.0000 to
+    1.0001: below fp16's step of 1e-3 at 1.0). Such an output is judged against 10 fp16 steps
+    of its magnitude, not against a spread fp16 cannot represent; a real error still fails."""
+    torch.manual_seed(0)
+    net = FaceAnythingNet(get_config("test-tiny")).eval()
+    last = net.depth_head.body[-1]
+    with torch.no_grad():  # depth confidence = 1 + exp(-9 + tiny variation), about 1.00012
+        last.weight[1].mul_(1e-3)
+        last.bias[1] = -9.0
+    path = export(net, tmp_path / "flat16.onnx", 42, fp16=True, landmarks=False)
+    errors = parity(net, path, (42, 42))
+    assert errors["depth_conf"] < TOLERANCE["float16"], errors
+    assert spread(np.array([1.0, 1.0001]), fp16=True) == pytest.approx(1e-2 * 1.0001)
+    assert spread(np.array([1.0, 1.0001]), fp16=False) == pytest.approx(1e-3 * 1.0001)
+    assert spread(np.array([0.0, 2.0]), fp16=True) == 2.0
+    with torch.no_grad():  # the torch model now differs from the file: parity must see it
+        last.bias[0] += 0.5
+    assert parity(net, path, (42, 42))["depth"] > TOLERANCE["float16"]
