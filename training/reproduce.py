@@ -4,7 +4,7 @@ in order, each from the weights (and rendered windows) of the one before, then t
 
     .venv/bin/python -m training.reproduce [--out out/reproduce] [--dry-run] [--scale 0.1]
 
-About 6.5 hours of training on 2 CPU cores (the stages' time budgets, below). Each stage writes
+About 8 hours of training on 2 CPU cores (the stages' time budgets, below). Each stage writes
 its own folder under --out; a finished stage leaves `done.json` and is skipped when the command
 is run again, an interrupted one is resumed from its `last.pt` (model, optimiser, step, time).
 Training is cut by wall-clock budgets and the data are random draws, so a rerun gives a model of
@@ -19,8 +19,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-NAME = "Face Anything CPU-tiny 140 (synthetic MakeHuman faces, v4; runs at 196)"
-EXPORT = ("--input-size", "196", "--depth-units", "relative")
+NAME = "Face Anything CPU-tiny 140 (synthetic MakeHuman faces, v5, mirror-averaged; runs at 196)"
+EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average")
 
 _BASE = ("--config cpu-tiny --size 140 --window 2 --single 0.3 --batch 2 --min-pool 8 "
          "--val-windows 8 --threads 1")
@@ -34,7 +34,7 @@ class Stage:
     minutes: float
     args: str  # training.train arguments, without --out / --max-minutes / --init / --replay
     init: str = ""  # stage whose weights it starts from ("NAME/best.pt" or "NAME/last.pt")
-    replay: str = ""  # stage whose rendered windows (its pool/) fill the replay pool
+    replay: tuple[str, ...] = ()  # stages whose rendered windows (their pool/) fill the pool
 
 
 STAGES = (
@@ -47,16 +47,20 @@ STAGES = (
     # v3: v2's rendered windows only (no rendering), depth shape weighted up: trial, then run
     Stage("v3-trial", 14, f"{_BASE} --steps 1000000 --lr 3e-4 --warmup 30 --workers 0 --fresh 0 "
                           f"--pool 1500 --val-every 150 --ckpt-every 100 --seed 5 {_RELIEF}",
-          init="v2/last.pt", replay="v2"),
+          init="v2/last.pt", replay=("v2",)),
     Stage("v3", 80, f"{_BASE} --steps 1000000 --lr 3e-4 --warmup 30 --workers 0 --fresh 0 "
                     f"--pool 3000 --val-every 250 --ckpt-every 100 --seed 7 {_RELIEF}",
-          init="v3-trial/last.pt", replay="v2"),
+          init="v3-trial/last.pt", replay=("v2",)),
     # v4: v3's weights, fresh windows from one render process mixed with v2's
     Stage("v4", 120, f"{_BASE} --steps 1000000 --lr 2.5e-4 --warmup 30 --workers 1 --fresh 1 "
                      f"--pool 4000 --val-every 300 --ckpt-every 100 --seed 11 {_RELIEF}",
-          init="v3/last.pt", replay="v2"),
+          init="v3/last.pt", replay=("v2",)),
+    # v5: v4's weights, fresh windows (kept in memory only) mixed with v2's and v4's
+    Stage("v5", 130, f"{_BASE} --steps 1000000 --lr 2e-4 --warmup 30 --workers 1 --fresh 1 "
+                     f"--pool 4000 --val-every 300 --ckpt-every 100 --seed 13 --no-pool-cache "
+                     f"{_RELIEF}", init="v4/last.pt", replay=("v2", "v4")),
 )
-FINAL = "v4/last.pt"  # the checkpoint exported as the bundled model
+FINAL = "v5/last.pt"  # the checkpoint exported as the bundled model
 
 
 def stage_argv(stage: Stage, out: Path, scale: float = 1.0,
@@ -73,8 +77,8 @@ def stage_argv(stage: Stage, out: Path, scale: float = 1.0,
     argv += ["--out", str(folder), "--max-minutes", f"{stage.minutes * scale:g}"]
     if stage.init:
         argv += ["--init", str(out / stage.init)]
-    if stage.replay:
-        argv += ["--replay", str(out / stage.replay / "pool")]
+    for earlier in stage.replay:
+        argv += ["--replay", str(out / earlier / "pool")]
     if (folder / "last.pt").exists():
         argv.append("--resume")
     return argv

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from standin_faces import standin_source  # noqa: E402
 
 from face_anything_addon.core.contract import describe_model  # noqa: E402
-from training.reproduce import STAGES, reproduce, stage_argv  # noqa: E402
+from training.reproduce import FINAL, STAGES, reproduce, stage_argv  # noqa: E402
 from training.train import load_model, parse_args  # noqa: E402
 
 TINY = {"--config": "test-tiny", "--size": "28", "--val-windows": "2", "--pool": "6",
@@ -44,7 +44,7 @@ def test_the_chain_runs_skips_what_is_done_and_exports_a_contract_model(tmp_path
         done = json.loads((out / stage.name / "done.json").read_text())
         assert done["last"]["step"] == 3
     assert describe_model(onnx).input_size == 28
-    final, _ = load_model(out / "v4" / "last.pt")
+    final, _ = load_model(out / FINAL)
     assert final.cfg.width == 32
     before = {s.name: (out / s.name / "last.pt").stat().st_mtime_ns for s in STAGES}
     capsys.readouterr()
@@ -54,7 +54,7 @@ def test_the_chain_runs_skips_what_is_done_and_exports_a_contract_model(tmp_path
     assert printed.count("# done: python -m training.train") == len(STAGES)
     assert before == {s.name: (out / s.name / "last.pt").stat().st_mtime_ns for s in STAGES}
     # a stage with a checkpoint but no done.json was interrupted: it resumes
-    (out / "v4" / "done.json").unlink()
+    (out / STAGES[-1].name / "done.json").unlink()
     assert "--resume" in stage_argv(STAGES[-1], out)
 
 
