@@ -24,7 +24,7 @@ import numpy as np
 
 from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.frames import Frame
-from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
+from face_anything_addon.core.pipeline import Pipeline, PipelineError, PipelineSettings
 from face_anything_addon.core.session import open_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def capture_fps(session, frames: list[Frame], reps: int) -> dict:
         try:
             for _ in Pipeline(session, settings).run(frames, total=len(frames)):
                 pass
-        except Exception:  # noqa: BLE001 - no face found in the blob: time the whole frame
+        except PipelineError:  # no face found in the blob: time the whole frame instead
             found = False
             for _ in Pipeline(session, PipelineSettings(window=1, face_region="full")).run(
                     frames, total=len(frames)):
