@@ -19,7 +19,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-NAME = "Face Anything CPU-tiny (synthetic MakeHuman faces, v6: trained at 140, fine-tuned at 196; mirror-averaged)"
+NAME = ("Face Anything CPU-tiny (synthetic MakeHuman faces, v6: trained at 140, fine-tuned at 196; "
+        "mirror-averaged)")
 EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average")
 
 _BASE = ("--config cpu-tiny --size 140 --window 2 --single 0.3 --batch 2 --min-pool 8 "
