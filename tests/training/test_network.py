@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from standin_faces import standin_source  # noqa: E402
 
 from training.evaluate import (  # noqa: E402
-    ResolutionFloor, evaluate, relief_error, resize, resize_from_mask)
+    ResolutionFloor, depth_metrics, evaluate, relief_error, resize, resize_from_mask)
 from training.losses import LossWeights, face_losses  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.train import (  # noqa: E402
@@ -149,6 +149,17 @@ def test_relief_error_of_a_plane_is_one_and_of_the_truth_zero():
         pytest.approx(1.0, abs=0.02)
 
 
+def test_spread_tells_a_face_too_deep_for_its_distance_where_relief_cannot():
+    rng = np.random.default_rng(0)
+    true = 0.5 + 0.03 * rng.standard_normal(500)
+    scaled = depth_metrics(true * 3.0, true, metric=False)  # any scale: the same shape
+    assert scaled["spread_log2"] == pytest.approx(0.0, abs=1e-9)
+    deeper = depth_metrics(true * 1.5 - 0.25, true, metric=False)  # same median, spread x 1.5
+    assert deeper["relief"] == pytest.approx(0.0, abs=1e-9)
+    assert deeper["spread_log2"] == pytest.approx(np.log2(1.5), abs=0.01)
+    assert deeper["absrel"] > 0.01
+
+
 def test_evaluate_scores_a_perfect_predictor_as_perfect():
     windows = [{k: v.numpy() for k, v in next(standin_source("val", 42, 2, s)).items()}
                for s in range(2)]
@@ -161,7 +172,7 @@ def test_evaluate_scores_a_perfect_predictor_as_perfect():
 
     r = evaluate(oracle, windows)
     assert r["relief"] < 1e-6 and r["canonical"] < 1e-6 and r["mask_iou"] == 1.0
-    assert r["metric_absrel"] < 1e-6
+    assert r["metric_absrel"] < 1e-6 and abs(r["spread_log2"]) < 1e-6
 
 
 def test_mask_iou_is_also_given_apart_for_small_and_large_faces():
