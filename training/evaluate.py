@@ -17,7 +17,7 @@ resolution can score). Metrics (inside the true face mask):
 - metric_absrel: without any alignment (metric models only);
 - spread_log2: log2 of the depth's relative spread (std / median) over the truth's, mean over
   frames: 0 when the face is as deep against its distance as in the truth, 0.3 when 23 %
-  deeper. Relief is blind to it; it is what median-scaled absrel and rmse_m add to relief;
+  deeper. Relief is blind to it; median-scaled absrel and rmse_m are not;
 - canonical: mean L2 error of the canonical coordinate (the space's normalised units);
 - corr_px (median, mean), pck1/2/4: 2D error of template vertices found by the add-on's own
   canonical inversion on the model's own output maps (as the add-on runs it; positions scaled to
@@ -69,7 +69,8 @@ def spread(depth: np.ndarray) -> float:
 
 
 def depth_metrics(pred: np.ndarray, true: np.ndarray, metric: bool) -> dict[str, float]:
-    """Relief, median-aligned AbsRel and RMSE (metres), unaligned AbsRel for one frame's pixels."""
+    """Relief, median-aligned AbsRel and RMSE (metres), spread (log2 against the truth),
+    unaligned AbsRel for one frame's pixels."""
     scaled = pred * np.median(true) / max(np.median(pred), 1e-9)
     ratio = spread(pred) / max(spread(true), 1e-12)  # 0 for a flat plane: log2 -inf
     out = {"relief": relief_error(pred, true),
