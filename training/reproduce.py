@@ -26,7 +26,7 @@ EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average"
 _BASE = ("--config cpu-tiny --size 140 --window 2 --single 0.3 --batch 2 --min-pool 8 "
          "--val-windows 8 --threads 1")
 _AT_196 = _BASE.replace("--size 140", "--size 196")  # the size the bundled model runs at
-# the relief-weighted loss of v3 and v4 (docs/network.md: the trial that chose it)
+# the relief-weighted loss of v3 onwards (docs/network.md: the trial that chose it)
 _RELIEF = "--loss depth=0.05 --loss depth_relief=1.0 --loss depth_grad=0.5"
 
 
