@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Parts of the synthetic data engine: the rasteriser on hand-made triangles, the asset reader's
-licence guard, the JPEG decoder, expressions, and the validation set's reproducibility."""
+licence guard, the JPEG decoder, the procedural noise, expressions, and the validation set's
+reproducibility."""
 from __future__ import annotations
 
 import sys
@@ -13,6 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_fixtures import head_model, one_thread  # noqa: E402,F401
 
+from training.noise import fbm2, fbm3, noise2, noise3  # noqa: E402
 from training.raster import interpolate, query, rasterize  # noqa: E402
 
 
@@ -74,6 +76,25 @@ def test_images_of_a_batch_are_independent():
     frags = rasterize(two, f, torch.tensor([0, 0, 1, 1]), 2, 16, 16)
     assert frags.hit[0].sum() == frags.hit[1].sum() == 64
     assert frags.hit[1][4:12, 6:14].all() and not frags.hit[1][:, 4:6].any()
+
+
+@pytest.mark.parametrize("noise, dims", [(noise2, 2), (noise3, 3)])
+def test_value_noise_is_bounded_continuous_and_seeded(noise, dims):
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(4000, dims, generator=g, dtype=torch.float64) * 40 - 20
+    a = noise(p, 7)
+    assert a.shape == (4000,) and a.abs().max() <= 1 and a.std() > 0.2
+    assert torch.equal(a, noise(p.clone(), 7))  # deterministic
+    assert (a - noise(p, 8)).abs().mean() > 0.1  # another seed, another field
+    # continuous: across lattice lines (integers) a tiny step moves the value by a tiny amount
+    edge = torch.full((50, dims), 3.0, dtype=torch.float64)
+    edge[:, 0] = torch.arange(-25, 25, dtype=torch.float64)
+    step = (noise(edge + 1e-7, 7) - noise(edge - 1e-7, 7)).abs()
+    assert step.max() < 1e-5
+    # the fractal sum of one octave is the noise itself, and of more octaves stays in [-1, 1]
+    fbm = fbm2 if dims == 2 else fbm3
+    assert torch.equal(fbm(p, 1, 7), a)
+    assert fbm(p, 5, 7).abs().max() <= 1
 
 
 def test_asset_reader_refuses_non_cc0_folders(head_model):
