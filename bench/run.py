@@ -186,7 +186,8 @@ def markdown(results: dict) -> str:
               "(`bench/standin_model.py`: patch-14 ViT, vit-tiny = width 192 x 6 blocks, "
               "vit-small = width 384 x 12 blocks): their cost is a real network's, their output "
               "meaningless; face_anything_default is the bundled model, run at 196, the input "
-              "size its metadata declares" + (f" ({bundled})" if bundled else "") + ".", ""]
+              "size its metadata declares" + (f"; the pipeline tables above measured it when it "
+                                              f"was {bundled}" if bundled else "") + ".", ""]
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ in order, each from the weights (and rendered windows) of the one before, then t
 
     .venv/bin/python -m training.reproduce [--out out/reproduce] [--dry-run] [--scale 0.1]
 
-About 10 hours of training on 2 CPU cores (the stages' time budgets, below). Each stage writes
+About 12 hours of training on 2 CPU cores (the stages' time budgets, below). Each stage writes
 its own folder under --out; a finished stage leaves `done.json` and is skipped when the command
 is run again, an interrupted one is resumed from its `last.pt` (model, optimiser, step, time).
 Training is cut by wall-clock budgets and the data are random draws, so a rerun gives a model of
@@ -19,7 +19,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-NAME = ("Face Anything CPU-tiny (synthetic MakeHuman faces, v6: trained at 140, fine-tuned at 196; "
+NAME = ("Face Anything CPU-tiny (synthetic MakeHuman faces, v7: trained at 140, fine-tuned at 196; "
         "mirror-averaged)")
 EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average")
 
@@ -66,8 +66,12 @@ STAGES = (
     Stage("v6", 108, f"{_AT_196} --steps 1000000 --lr 2e-4 --warmup 30 --workers 1 --fresh 1 "
                      f"--pool 4000 --val-every 300 --ckpt-every 100 --seed 17 --no-pool-cache "
                      f"{_RELIEF}", init="v5/last.pt"),
+    # v7: v6's weights, more of the same at 196 with a lower peak learning rate, new identities
+    Stage("v7", 125, f"{_AT_196} --steps 1000000 --lr 1.5e-4 --warmup 30 --workers 1 --fresh 1 "
+                     f"--pool 4000 --val-every 300 --ckpt-every 100 --seed 19 --no-pool-cache "
+                     f"{_RELIEF}", init="v6/last.pt"),
 )
-FINAL = "v6/last.pt"  # the checkpoint exported as the bundled model
+FINAL = "v7/last.pt"  # the checkpoint exported as the bundled model
 
 
 def stage_argv(stage: Stage, out: Path, scale: float = 1.0,
