@@ -38,7 +38,7 @@ def _lattice_noise(p: torch.Tensor, seed: int, extra_key: bool) -> torch.Tensor:
     f = _fade(p - base)
     i = base.long()
     dims = p.shape[-1]
-    key = (i[..., 0] * 0 + seed,) if extra_key else ()
+    key = (torch.full_like(i[..., 0], seed),) if extra_key else ()
     out = torch.zeros(p.shape[:-1], device=p.device, dtype=p.dtype)
     for corner in itertools.product((0, 1), repeat=dims):
         value = table[_hash(*(i[..., a] + d for a, d in enumerate(corner)), *key)]

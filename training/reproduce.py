@@ -30,6 +30,12 @@ _AT_196 = _BASE.replace("--size 140", "--size 196")  # the size the bundled mode
 _RELIEF = "--loss depth=0.05 --loss depth_relief=1.0 --loss depth_grad=0.5"
 
 
+def _fine_tune_at_196(lr: str, seed: int) -> str:
+    """A fine-tuning stage at 196 x 196: fresh windows from one render process, kept in memory."""
+    return (f"{_AT_196} --steps 1000000 --lr {lr} --warmup 30 --workers 1 --fresh 1 --pool 4000 "
+            f"--val-every 300 --ckpt-every 100 --seed {seed} --no-pool-cache {_RELIEF}")
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -63,13 +69,9 @@ STAGES = (
                      f"{_RELIEF}", init="v4/last.pt", replay=("v2", "v4")),
     # v6: v5's weights fine-tuned at 196 x 196, the size the model runs at, on fresh windows
     # rendered at that size (no replay: the earlier stages' windows are 140 x 140)
-    Stage("v6", 108, f"{_AT_196} --steps 1000000 --lr 2e-4 --warmup 30 --workers 1 --fresh 1 "
-                     f"--pool 4000 --val-every 300 --ckpt-every 100 --seed 17 --no-pool-cache "
-                     f"{_RELIEF}", init="v5/last.pt"),
+    Stage("v6", 108, _fine_tune_at_196(lr="2e-4", seed=17), init="v5/last.pt"),
     # v7: v6's weights, more of the same at 196 with a lower peak learning rate, new identities
-    Stage("v7", 125, f"{_AT_196} --steps 1000000 --lr 1.5e-4 --warmup 30 --workers 1 --fresh 1 "
-                     f"--pool 4000 --val-every 300 --ckpt-every 100 --seed 19 --no-pool-cache "
-                     f"{_RELIEF}", init="v6/last.pt"),
+    Stage("v7", 125, _fine_tune_at_196(lr="1.5e-4", seed=19), init="v6/last.pt"),
 )
 FINAL = "v7/last.pt"  # the checkpoint exported as the bundled model
 
