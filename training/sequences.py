@@ -5,12 +5,20 @@ Head turns and nods (random keyframes, Catmull-Rom interpolation, within yaw +-9
 roll +-30 degrees), the torso following part of the yaw, small drifts of the head position,
 camera shake, expressions ramping on and off between keyframed expressions, talking-like jaw and
 lip motion, blinks as short events, gaze saccades. A clip of S = 1 is a single random frame.
+
+`Variety` adds clip kinds the default mix lacks, each a share of the clips (0 by default; its
+draws come from their own random stream, so a clip that is not picked is the very clip it was
+without them): greyscale footage (monochrome and infrared head-mounted cameras, black-and-white
+film) and faceless clips, the camera aimed past the head at the body and the background, whose
+truth mask is empty (they teach the mask to answer "no face" to face-coloured, textured things).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from dataclasses import dataclass
 
 from .arkit import INDEX
 from .expressions import gaze_vector, sample_expression, sanitize
@@ -20,6 +28,36 @@ from .sampling import (sample_background, sample_camera, sample_effects, sample_
 from .scene import Frame, Prop
 
 import torch
+
+
+@dataclass(frozen=True)
+class Variety:
+    grey: float = 0.0  # share of clips rendered in greyscale
+    faceless: float = 0.0  # share of clips with the head out of the frame
+
+    def __post_init__(self):
+        for name in ("grey", "faceless"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"Variety.{name} is a share of clips, in [0, 1]; "
+                                 f"got {getattr(self, name)}")
+
+
+def aim_past_head(rng: np.random.Generator, cam: dict, height: int, width: int) -> np.ndarray:
+    """The head position (camera frame) moved so its centre lies (0.75-1.5) face heights beyond
+    the top edge (the camera on the chest; 60 %) or a side edge (the background beside the person),
+    at the same distance: the head is out of the frame and the torso and the scene stay."""
+    k = cam["intrinsics"].astype(np.float64)
+    distance = float(cam["position"][2])
+    face = cam["face_fraction"] * height
+    beyond = rng.uniform(0.75, 1.5) * face
+    u = width * (0.5 + rng.uniform(-0.25, 0.25))
+    v = height * (0.5 + rng.uniform(-0.25, 0.25))
+    side = rng.choice(3, p=[0.6, 0.2, 0.2])  # 0: above, 1: left, 2: right
+    if side == 0:
+        v = -beyond
+    else:
+        u = -beyond if side == 1 else width + beyond
+    return (distance * np.linalg.solve(k, [u, v, 1.0])).astype(np.float32)
 
 
 def _keyframes(rng: np.random.Generator, duration: float, spacing: tuple[float, float],
@@ -101,8 +139,9 @@ def _expression_track(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 
 def make_clip(model, identity_seed: int, clip_seed: int, frames: int, height: int, width: int,
-              props: bool = True, effects: bool = True) -> list[Frame]:
-    """The frames of one clip (deterministic in identity_seed and clip_seed)."""
+              props: bool = True, effects: bool = True,
+              variety: Variety | None = None) -> list[Frame]:
+    """The frames of one clip (deterministic in identity_seed, clip_seed and variety)."""
     identity, macro = sample_identity(model, identity_seed)
     look = sample_look(identity_seed, macro)
     rng = np.random.default_rng([clip_seed, 3])
@@ -113,6 +152,13 @@ def make_clip(model, identity_seed: int, clip_seed: int, frames: int, height: in
         fx.defocus, fx.shot_noise, fx.read_noise, fx.jpeg_quality = 0, 0, 0, 0
         fx.motion = fx.motion * 0
     cam = sample_camera(rng, height, width)
+    if variety is not None:
+        extra = np.random.default_rng([clip_seed, 11])
+        grey, faceless = extra.random(2)
+        if grey < variety.grey:
+            fx.saturation = 0.0
+        if faceless < variety.faceless:
+            cam = dict(cam, position=aim_past_head(extra, cam, height, width))
     head0, torso0 = sample_pose(rng)
     prop_list = [Prop("torso", "torso", {}, colour=look.cloth.copy())]
     prop_list += sample_props(rng, look, cam) if props else []

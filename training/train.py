@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-windows", type=int, default=16)
     p.add_argument("--source", default="engine", choices=sorted(SOURCES),
                    help="engine: make_clip + Renderer; dataset: training.data.SyntheticFaces")
+    p.add_argument("--grey-share", type=float, default=0.0,
+                   help="share of engine clips rendered in greyscale (training.sequences.Variety)")
+    p.add_argument("--faceless-share", type=float, default=0.0,
+                   help="share of engine clips with the head out of the frame (empty mask)")
     p.add_argument("--workers", type=int, default=0,
                    help="background render processes (0: render in the training loop)")
     p.add_argument("--min-pool", type=int, default=1, help="windows in the pool before a step")
@@ -106,9 +110,11 @@ def dataset_source(split: str, size: int, window: int, seed: int) -> Iterator[di
 VAL_IDENTITY_BASE = 1 << 30  # identity seeds at and above: validation faces only
 
 
-def engine_source(split: str, size: int, window: int, seed: int) -> Iterator[dict]:
+def engine_source(split: str, size: int, window: int, seed: int,
+                  variety=None) -> Iterator[dict]:
     """Endless clips straight from the synthetic engine (`training.sequences.make_clip` +
-    `training.render.Renderer`): train and validation use disjoint identity seeds."""
+    `training.render.Renderer`): train and validation use disjoint identity seeds; `variety`
+    (`training.sequences.Variety`) adds greyscale and faceless clips."""
     from .head_model import load_head_model
     from .render import Renderer
     from .sequences import make_clip
@@ -120,7 +126,8 @@ def engine_source(split: str, size: int, window: int, seed: int) -> Iterator[dic
         ident = int(rng.integers(0, VAL_IDENTITY_BASE))
         if split != "train":
             ident += VAL_IDENTITY_BASE
-        frames = make_clip(head, ident, int(rng.integers(0, 1 << 62)), window, size, size)
+        frames = make_clip(head, ident, int(rng.integers(0, 1 << 62)), window, size, size,
+                           variety=variety)
         with torch.no_grad():
             out = renderer.render(frames, size, size)
         yield {"images": out["rgb"], "depth": out["depth"], "canonical": out["canonical"],
@@ -129,6 +136,25 @@ def engine_source(split: str, size: int, window: int, seed: int) -> Iterator[dic
 
 
 SOURCES = {"engine": engine_source, "dataset": dataset_source}
+
+
+def engine_variety(args: argparse.Namespace):
+    """The engine source with `--grey-share` / `--faceless-share` bound, or None when both are
+    0 (the plain engine, every earlier run's data)."""
+    from functools import partial
+
+    from .sequences import Variety
+
+    grey, faceless = getattr(args, "grey_share", 0.0), getattr(args, "faceless_share", 0.0)
+    if not grey and not faceless:
+        return None
+    if args.source != "engine":
+        raise SystemExit("--grey-share and --faceless-share need --source engine")
+    try:
+        variety = Variety(grey, faceless)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    return partial(engine_source, variety=variety)
 
 
 def synthetic_source(split: str, size: int, window: int, seed: int,
@@ -370,7 +396,7 @@ def train(args: argparse.Namespace,
           source: Callable[[str, int, int, int], Iterator[dict]] | None = None) -> dict:
     """Run training; returns the last logged record. `source(split, size, window, seed)`
     (default: the one `--source` names)."""
-    source = source or SOURCES[args.source]
+    source = source or engine_variety(args) or SOURCES[args.source]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
