@@ -132,7 +132,8 @@ def engine_source(split: str, size: int, window: int, seed: int,
             out = renderer.render(frames, size, size)
         yield {"images": out["rgb"], "depth": out["depth"], "canonical": out["canonical"],
                "mask": out["mask"], "intrinsics": out["intrinsics"],
-               "vertex_xy": out["vertex_xy"], "vertex_visible": out["vertex_visible"]}
+               "vertex_xy": out["vertex_xy"], "vertex_visible": out["vertex_visible"],
+               "vertex_depth": out["vertex_depth"]}
 
 
 SOURCES = {"engine": engine_source, "dataset": dataset_source}

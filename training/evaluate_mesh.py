@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What an animator gets: the captured face mesh against the true one, in millimetres.
+
+    python -m training.evaluate_mesh MODEL.onnx [MODEL2.onnx ...] [--count 48] [--size 256]
+        [--window 4] [--cache out/eval/mesh256_w4_n48.npz] [--out TABLE.md]
+
+Each validation clip (validation identities, rendered at --size with every template vertex's
+true camera-space position) goes through the add-on's whole capture path, `core.capture_run.
+run_capture`: automatic face region, the pipeline, the capture solve with the bundled template
+(the whole clip one window, as `training.evaluate --capture`). Every captured frame's mesh is
+compared with the true mesh of that frame:
+- `mesh_mm` / `mesh_mm_median`: mean / median vertex distance after the best similarity
+  transform per frame (Umeyama), so the shape and the expression are judged, not where the head
+  is or how large it came out; over all template vertices, seen or filled by the solve;
+- `seen_mm`: the same over the vertices the frame observed;
+- `neutral_mm`: the bundled neutral template aligned to the same truth the same way: the
+  no-capture baseline (a capture must beat it to add anything);
+- `gain`: 1 - mesh_mm / neutral_mm (the share of the neutral template's error the capture
+  removes; 0: no better than the neutral template, negative: worse);
+- `depth_ratio`: the captured mesh's extent along the camera's view axis over the true one's
+  after the alignment's rotation, median over frames (1 is right; above 1, faces come out too
+  deep for their width: a nose too long);
+- `size_log2`: log2 of the captured head's size over the true one (the metric scale a
+  relative-depth model's capture infers from the template), and `distance_rel`: the captured
+  head centre's distance over the true one, minus 1;
+- `no_face`: the share of clips the capture refused (no face found, or no vertex matched).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import table, validation_windows
+
+TRUTH_KEY = "vertex_xyz"
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama: scale s, rotation R (3, 3), translation t with s R src + t ~ dst (both (V, 3))."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, d, vt = np.linalg.svd(b.T @ a / len(src))
+    e = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    r = u @ e @ vt
+    s = float(np.trace(np.diag(d) @ e) / max((a ** 2).sum(1).mean(), 1e-12))
+    return s, r, md - s * r @ ms
+
+
+def aligned_error(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Per-vertex distance (V,) after aligning src onto dst, the scale, and the rotation."""
+    s, r, t = similarity(src, dst)
+    return np.linalg.norm(src @ (s * r).T + t - dst, axis=1), s, r
+
+
+def true_positions(window: dict) -> np.ndarray:
+    """(S, V, 3) camera-space truth from the renderer's vertex_xy, vertex_depth, intrinsics."""
+    xy, z, k = window["vertex_xy"], window["vertex_depth"], window["intrinsics"]
+    x = (xy[..., 0] - k[:, None, 0, 2]) / k[:, None, 0, 0] * z
+    y = (xy[..., 1] - k[:, None, 1, 2]) / k[:, None, 1, 1] * z
+    return np.stack([x, y, z], -1).astype(np.float64)
+
+
+def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list[dict]:
+    """The validation windows of `training.evaluate` with each vertex's true position added,
+    rendered once into `cache` (a file of its own: the evaluation's caches lack the truth)."""
+    if cache is not None and cache.is_file():
+        wins = validation_windows(size, window, count, cache=cache)
+        if all(TRUTH_KEY in w for w in wins):
+            return wins
+        raise SystemExit(f"{cache} has no {TRUTH_KEY}: give a new --cache file")
+    from .train import engine_source, pack
+
+    src = engine_source("val", size, window, 12345)  # the seed of training.evaluate's windows
+    wins = []
+    for _ in range(count):
+        sample = next(src)
+        w = pack(sample)
+        w["images"] = w["images"].astype(np.float32) / 255
+        w["vertex_depth"] = sample["vertex_depth"].numpy()
+        w[TRUTH_KEY] = true_positions({k: np.asarray(v) for k, v in w.items()}).astype(np.float32)
+        del w["vertex_depth"]
+        wins.append(w)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        flat = {f"{i}/{k}": v for i, w in enumerate(wins) for k, v in w.items()}
+        np.savez(cache, count=count, size=size, window=window, **flat)
+    return wins
+
+
+def capture_clip(model: Path, images: np.ndarray, threads: int):
+    """The add-on's capture of one clip (S, 3, H, W) in [0, 1], or None when the capture
+    refuses it (no face found, or no template vertex matched in any frame)."""
+    from face_anything_addon.core.capture_run import CaptureSettings, run_capture
+    from face_anything_addon.core.contract import describe_model
+    from face_anything_addon.core.frames import Frame
+    from face_anything_addon.core.pipeline import PipelineError, PipelineSettings
+    from face_anything_addon.core.solve import SolveError
+
+    s, _, h, w = images.shape
+    frames = [Frame(i, np.ascontiguousarray(images[i].transpose(1, 2, 0), np.float32))
+              for i in range(s)]
+    window = min(s, describe_model(model).max_window)
+    settings = CaptureSettings(pipeline=PipelineSettings(window=window, pipelined=False),
+                               provider="CPU", cpu_threads=threads)
+    try:
+        return run_capture(frames, footage_name="validation", footage_size=(w, h), fps=30.0,
+                           frame_count=s, model_path=model, settings=settings)
+    except (PipelineError, SolveError):  # no face found, or no vertex of it matched
+        return None
+
+
+def frame_metrics(got: np.ndarray, true: np.ndarray, seen: np.ndarray,
+                  rest: np.ndarray) -> dict[str, float]:
+    """One frame's numbers (see the module doc): captured (V, 3) and true (V, 3) camera-space
+    positions in metres, the vertices the frame observed (V,), the neutral template (V, 3)."""
+    err, scale, rot = aligned_error(got, true)
+    depth_got = (got @ (scale * rot).T)[:, 2]  # the view axis in the truth's frame
+    row = {"mesh_mm": 1000 * err.mean(), "mesh_mm_median": 1000 * np.median(err),
+           "neutral_mm": 1000 * aligned_error(rest, true)[0].mean(),
+           "depth_ratio": np.ptp(depth_got) / np.ptp(true[:, 2]),
+           "size_log2": -np.log2(scale),
+           "distance_rel": np.linalg.norm(got.mean(0)) / np.linalg.norm(true.mean(0)) - 1}
+    if seen.any():
+        row["seen_mm"] = 1000 * err[seen].mean()
+    return {k: float(v) for k, v in row.items()}
+
+
+def score(model: Path, windows: list[dict], threads: int = 0) -> dict[str, float]:
+    rows: dict[str, list[float]] = {}
+    no_face = 0
+    for win in windows:
+        capture = capture_clip(model, np.asarray(win["images"], np.float32), threads)
+        if capture is None:
+            no_face += 1
+            continue
+        truth = np.asarray(win[TRUTH_KEY], np.float64)
+        v = truth.shape[1]
+        rest = capture.rest_vertices[:v].astype(np.float64)
+        for i, number in enumerate(capture.frame_numbers):
+            row = frame_metrics(capture.positions[i, :v].astype(np.float64), truth[int(number)],
+                                capture.visibility[i, :v], rest)
+            for k, x in row.items():
+                rows.setdefault(k, []).append(x)
+    res = {k: float(np.median(v) if k == "depth_ratio" else np.mean(v)) for k, v in rows.items()}
+    if "mesh_mm" in res:
+        res["gain"] = 1 - res["mesh_mm"] / res["neutral_mm"]
+    res["no_face"] = no_face / max(len(windows), 1)
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("models", type=Path, nargs="+")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--window", type=int, default=4)
+    p.add_argument("--count", type=int, default=48)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--cache", type=Path, default=None, help="rendered clips with the truth (.npz)")
+    p.add_argument("--out", type=Path, help="also write the table here (and .json beside it)")
+    args = p.parse_args(argv)
+    wins = mesh_windows(args.size, args.window, args.count, args.cache)
+    results = {m.name: score(m, wins, args.threads) for m in args.models}
+    text = table(results)
+    print(text, end="")
+    if args.out:
+        import json
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
