@@ -17,7 +17,8 @@ resolution can score). Metrics (inside the true face mask):
 - metric_absrel: without any alignment (metric models only);
 - spread_log2: log2 of the depth's relative spread (std / median) over the truth's, mean over
   frames: 0 when the face is as deep against its distance as in the truth, 0.3 when 23 %
-  deeper. Relief is blind to it; median-scaled absrel and rmse_m are not;
+  deeper. Relief is blind to it; median-scaled absrel and rmse_m are not. A flat prediction
+  counts as -10 (as captured, a face left outside the crop), not -inf;
 - canonical: mean L2 error of the canonical coordinate (the space's normalised units);
 - corr_px (median, mean), pck1/2/4: 2D error of template vertices found by the add-on's own
   canonical inversion on the model's own output maps (as the add-on runs it; positions scaled to
@@ -63,6 +64,9 @@ def relief_error(pred: np.ndarray, true: np.ndarray) -> float:
     return float(rmse / max(true.std(), 1e-9))
 
 
+SPREAD_FLOOR = -10.0  # spread_log2 of a flat prediction
+
+
 def spread(depth: np.ndarray) -> float:
     """Relative spread of depths: std over median (how deep a face is against its distance)."""
     return float(depth.std() / max(abs(np.median(depth)), 1e-12))
@@ -72,11 +76,13 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, metric: bool) -> dict[str,
     """Relief, median-aligned AbsRel and RMSE (metres), spread (log2 against the truth),
     unaligned AbsRel for one frame's pixels."""
     scaled = pred * np.median(true) / max(np.median(pred), 1e-9)
-    ratio = spread(pred) / max(spread(true), 1e-12)  # 0 for a flat plane: log2 -inf
+    # a flat prediction (a plane; as captured, a face left outside the crop) would be log2 0 =
+    # -inf and swamp the mean over frames: it counts as SPREAD_FLOOR
+    ratio = max(spread(pred) / max(spread(true), 1e-12), 2.0 ** SPREAD_FLOOR)
     out = {"relief": relief_error(pred, true),
            "absrel": float(np.mean(np.abs(scaled - true) / true)),
            "rmse_m": float(np.sqrt(np.mean((scaled - true) ** 2))),
-           "spread_log2": float(np.log2(ratio)) if ratio > 0 else float("-inf")}
+           "spread_log2": float(np.log2(ratio))}
     if metric:
         out["metric_absrel"] = float(np.mean(np.abs(pred - true) / true))
     return out

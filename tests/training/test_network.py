@@ -158,6 +158,8 @@ def test_spread_tells_a_face_too_deep_for_its_distance_where_relief_cannot():
     assert deeper["relief"] == pytest.approx(0.0, abs=1e-9)
     assert deeper["spread_log2"] == pytest.approx(np.log2(1.5), abs=0.01)
     assert deeper["absrel"] > 0.01
+    flat = depth_metrics(np.full(500, 0.5), true, metric=False)  # no shape at all: the floor
+    assert flat["spread_log2"] == -10.0
 
 
 def test_evaluate_scores_a_perfect_predictor_as_perfect():
