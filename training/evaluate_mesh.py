@@ -55,11 +55,12 @@ def aligned_error(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, 
 
 
 def true_positions(window: dict) -> np.ndarray:
-    """(S, V, 3) camera-space truth from the renderer's vertex_xy, vertex_depth, intrinsics."""
+    """(S, V, 3) float32 camera-space truth from the renderer's vertex_xy, vertex_depth and
+    intrinsics."""
     xy, z, k = window["vertex_xy"], window["vertex_depth"], window["intrinsics"]
     x = (xy[..., 0] - k[:, None, 0, 2]) / k[:, None, 0, 0] * z
     y = (xy[..., 1] - k[:, None, 1, 2]) / k[:, None, 1, 1] * z
-    return np.stack([x, y, z], -1).astype(np.float64)
+    return np.stack([x, y, z], -1).astype(np.float32)
 
 
 def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list[dict]:
@@ -78,9 +79,8 @@ def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list
         sample = next(src)
         w = pack(sample)
         w["images"] = w["images"].astype(np.float32) / 255
-        w["vertex_depth"] = sample["vertex_depth"].numpy()
-        w[TRUTH_KEY] = true_positions({k: np.asarray(v) for k, v in w.items()}).astype(np.float32)
-        del w["vertex_depth"]
+        w[TRUTH_KEY] = true_positions({"vertex_xy": w["vertex_xy"], "intrinsics": w["intrinsics"],
+                                       "vertex_depth": sample["vertex_depth"].numpy()})
         wins.append(w)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

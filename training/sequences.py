@@ -15,10 +15,9 @@ truth mask is empty (they teach the mask to answer "no face" to face-coloured, t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from .arkit import INDEX
 from .expressions import gaze_vector, sample_expression, sanitize
