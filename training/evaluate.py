@@ -366,9 +366,11 @@ def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str,
 
 
 def validation_windows(size: int, window: int, count: int, seed: int = 12345,
-                       cache: Path | None = None) -> list[dict]:
+                       cache: Path | None = None, extra=None) -> list[dict]:
     """The fixed validation windows of the synthetic engine (validation identities only), kept in
-    `cache` (.npz) when given so later runs score the very same frames without rendering."""
+    `cache` (.npz) when given so later runs score the very same frames without rendering.
+    `extra(sample, window)` may add arrays to each freshly rendered window from the engine's
+    sample (they are cached with it)."""
     from .train import pack, synthetic_source
 
     if cache is not None and cache.is_file():
@@ -380,8 +382,11 @@ def validation_windows(size: int, window: int, count: int, seed: int = 12345,
     src = synthetic_source("val", size, window, seed)
     windows = []
     for _ in range(count):
-        w = pack(next(src))
+        sample = next(src)
+        w = pack(sample)
         w["images"] = w["images"].astype(np.float32) / 255
+        if extra is not None:
+            extra(sample, w)
         windows.append(w)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -66,26 +66,13 @@ def true_positions(window: dict) -> np.ndarray:
 def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list[dict]:
     """The validation windows of `training.evaluate` with each vertex's true position added,
     rendered once into `cache` (a file of its own: the evaluation's caches lack the truth)."""
-    if cache is not None and cache.is_file():
-        wins = validation_windows(size, window, count, cache=cache)
-        if all(TRUTH_KEY in w for w in wins):
-            return wins
-        raise SystemExit(f"{cache} has no {TRUTH_KEY}: give a new --cache file")
-    from .train import engine_source, pack
-
-    src = engine_source("val", size, window, 12345)  # the seed of training.evaluate's windows
-    wins = []
-    for _ in range(count):
-        sample = next(src)
-        w = pack(sample)
-        w["images"] = w["images"].astype(np.float32) / 255
+    def add_truth(sample: dict, w: dict) -> None:
         w[TRUTH_KEY] = true_positions({"vertex_xy": w["vertex_xy"], "intrinsics": w["intrinsics"],
                                        "vertex_depth": sample["vertex_depth"].numpy()})
-        wins.append(w)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        flat = {f"{i}/{k}": v for i, w in enumerate(wins) for k, v in w.items()}
-        np.savez(cache, count=count, size=size, window=window, **flat)
+
+    wins = validation_windows(size, window, count, cache=cache, extra=add_truth)
+    if not all(TRUTH_KEY in w for w in wins):
+        raise SystemExit(f"{cache} has no {TRUTH_KEY}: give a new --cache file")
     return wins
 
 
