@@ -26,6 +26,7 @@ import torch
 
 from .losses import LossWeights, face_losses
 from .network import FaceAnythingNet, NetConfig, get_config
+from .network.weights import WeightsError, grow_deeper, load_onnx_weights
 
 KEYS = ("images", "depth", "canonical", "mask", "intrinsics")
 
@@ -63,7 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/default"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", type=Path, default=None,
-                   help="start from this checkpoint's weights (fresh optimizer and schedule)")
+                   help="start from these weights (fresh optimizer and schedule): a checkpoint "
+                        "(.pt) or an exported model (.onnx, e.g. the bundled default; its "
+                        "weights are read back and checked against the file); a shallower "
+                        "network is grown into --config (training.network.weights)")
+    p.add_argument("--init-config", default=None,
+                   help="the network config of an --init .onnx file (default: --config)")
     p.add_argument("--replay", type=Path, action="append", default=[], metavar="DIR",
                    help="also fill the pool from windows an earlier run rendered (its pool/ "
                         "folder; read only, repeatable): with --workers 0 --fresh 0 a run "
@@ -360,6 +366,19 @@ def save(path: Path, model, opt, step: int, args, best: float, elapsed: float = 
     tmp.replace(path)
 
 
+def initial_model(path: Path, cfg: NetConfig, init_config: str | None = None) -> FaceAnythingNet:
+    """The network `--init` names, in config `cfg`: from a checkpoint or an ONNX export (read
+    back and checked), grown deeper when it is shallower than `cfg` (exactly what it computed)."""
+    try:
+        if path.suffix == ".onnx":
+            start = load_onnx_weights(path, get_config(init_config) if init_config else cfg)
+        else:
+            start, _ = load_model(path)
+        return grow_deeper(start, cfg).train()
+    except WeightsError as exc:
+        raise SystemExit(f"--init {path}: {exc}") from exc
+
+
 def load_model(path: Path | str, device: str = "cpu") -> tuple[FaceAnythingNet, dict]:
     """A trained network from a checkpoint, in eval mode, and the checkpoint dict."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
@@ -409,7 +428,7 @@ def train(args: argparse.Namespace,
     last = args.out / "last.pt"
     ckpt = None
     if args.init is not None and not (args.resume and last.exists()):
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+        model = initial_model(args.init, model.cfg, args.init_config)
     if args.resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])

@@ -45,8 +45,15 @@ CONFIGS: dict[str, NetConfig] = {
     # unit tests only: a few thousand parameters' worth of shape
     "test-tiny": NetConfig(width=32, depth=4, heads=2, frame_blocks=2, taps=(0, 1, 2, 3),
                            features=16),
+    # unit tests only: test-tiny grown to 6 blocks (training.network.weights.grow_deeper)
+    "test-deep": NetConfig(width=32, depth=6, heads=2, frame_blocks=2, taps=(0, 1, 2, 5),
+                           features=16),
     # the bundled CPU-trained default
     "cpu-tiny": NetConfig(width=192, depth=6, heads=3, frame_blocks=3, taps=(1, 3, 4, 5),
+                          features=32),
+    # cpu-tiny grown to 10 blocks (training.network.weights.grow_deeper: its 4 new blocks start
+    # as pass-throughs, so a cpu-tiny model continues training in it unchanged)
+    "cpu-deep": NetConfig(width=192, depth=10, heads=3, frame_blocks=3, taps=(1, 3, 4, 9),
                           features=32),
     # trained on a GPU, small and fast enough to bundle (at most 50 MB, at least 5 frames per
     # second on 2 CPU cores at 196): `training.device_session`'s default
