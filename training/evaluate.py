@@ -24,6 +24,9 @@ resolution can score). Metrics (inside the true face mask):
   canonical inversion on the model's own output maps (as the add-on runs it; positions scaled to
   `--size` pixels), against the true vertex tracks (vertices visible in the truth; one not found
   counts as a miss in PCK);
+- focal_log2: log2 of the predicted focal length over the true one, mean over frames (0: right,
+  negative: too short, so a face of the right size is placed too close); principal_px: distance
+  of the predicted principal point from the true one, in `--size` pixels;
 - jitter_px: mean |second temporal difference| of (found - true) vertex positions within a clip;
 - mask_iou: predicted mask > 0.5 vs truth (mean over frames); mask_iou_large / mask_iou_small:
   the same over frames whose true face covers at least / less than SMALL_FACE (2 %) of the
@@ -86,6 +89,14 @@ def depth_metrics(pred: np.ndarray, true: np.ndarray, metric: bool) -> dict[str,
     if metric:
         out["metric_absrel"] = float(np.mean(np.abs(pred - true) / true))
     return out
+
+
+def focal_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Intrinsics (3, 3) of one frame against the truth, both in frame pixels: focal_log2 =
+    log2(predicted / true focal length) (0: right; -0.5: 29 % too short, which puts a face of
+    the right size 29 % too close), principal_px = distance of the principal points."""
+    return {"focal_log2": float(np.log2(pred[0, 0] / true[0, 0])),
+            "principal_px": float(np.hypot(pred[0, 2] - true[0, 2], pred[1, 2] - true[1, 2]))}
 
 
 def track_errors(canonical: np.ndarray, weight: np.ndarray, targets: np.ndarray,
@@ -325,6 +336,9 @@ def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str,
                 rows.setdefault(k, []).append(v)
             c_err = np.linalg.norm(out["canonical"][i][m] - win["canonical"][i][m], axis=-1)
             rows.setdefault("canonical", []).append(float(c_err.mean()))
+            if "intrinsics" in out and "intrinsics" in win:
+                for k, v in focal_metrics(out["intrinsics"][i], win["intrinsics"][i]).items():
+                    rows.setdefault(k, []).append(v)
             if "mask" in out:
                 pm = out["mask"][i] > 0.5
                 ious.append(((pm & mask[i]).sum() / max((pm | mask[i]).sum(), 1),

@@ -175,6 +175,26 @@ def test_evaluate_scores_a_perfect_predictor_as_perfect():
     r = evaluate(oracle, windows)
     assert r["relief"] < 1e-6 and r["canonical"] < 1e-6 and r["mask_iou"] == 1.0
     assert r["metric_absrel"] < 1e-6 and abs(r["spread_log2"]) < 1e-6
+    assert "focal_log2" not in r  # the oracle gives no camera
+
+
+def test_the_camera_is_scored_by_focal_ratio_and_principal_point_distance():
+    windows = [{k: v.numpy() for k, v in next(standin_source("val", 42, 2, s)).items()}
+               for s in range(2)]
+    truth = iter(windows)
+
+    def short_lens(images):  # half the focal length, principal point off by (3, 4) px
+        w = next(truth)
+        k = w["intrinsics"].copy()
+        k[:, 0, 0] /= 2
+        k[:, 1, 1] /= 2
+        k[:, :2, 2] += (3.0, 4.0)
+        return {"depth": w["depth"], "canonical": w["canonical"], "mask": w["mask"],
+                "intrinsics": k}
+
+    r = evaluate(short_lens, windows)
+    assert r["focal_log2"] == pytest.approx(-1.0, abs=1e-6)
+    assert r["principal_px"] == pytest.approx(5.0, abs=1e-5)
 
 
 def test_mask_iou_is_also_given_apart_for_small_and_large_faces():
