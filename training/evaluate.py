@@ -263,7 +263,8 @@ class CapturePredictor(OnnxPredictor):
     for `OnnxPredictor`): a face-finding pass on whole frames at 224 px, then every frame cropped
     to its smoothed face box grown by 35 % and taken to the model's input size; the maps are
     brought back into the whole frame (`from_crops`). `seconds` counts the whole pipeline, both
-    passes. A clip where the capture finds no face (the add-on stops and asks for a face box) is
+    passes; its intrinsics are the camera the add-on puts in the scene (`Pipeline.camera_for`).
+    A clip where the capture finds no face (the add-on stops and asks for a face box) is
     scored from the whole-frame outputs and counted in `no_face`."""
 
     def __init__(self, path: Path, threads: int = 0, plain: bool = False):
@@ -279,8 +280,9 @@ class CapturePredictor(OnnxPredictor):
                   for i in range(s)]
         settings = PipelineSettings(window=min(s, self.desc.max_window), pipelined=False)
         t0 = time.perf_counter()
+        pipeline = Pipeline(self.session, settings)
         try:
-            preds = list(Pipeline(self.session, settings).run(frames, total=s))
+            preds = list(pipeline.run(frames, total=s))
         except PipelineError:
             self.no_face += 1
             return super().__call__(images)
@@ -290,7 +292,8 @@ class CapturePredictor(OnnxPredictor):
                   ("depth", "depth_conf", "canonical", "canonical_conf")}
         native["mask"] = np.stack([q.face_weight for q in preds])
         res = from_crops(native, [q.crop for q in preds], (h, w), self.plain)
-        res["intrinsics"] = np.stack([q.intrinsics for q in preds]).astype(np.float32)
+        # the camera the add-on gives the scene: the shot's (one for the clip, by default)
+        res["intrinsics"] = np.stack([pipeline.camera_for(q) for q in preds]).astype(np.float32)
         return res
 
 

@@ -53,6 +53,10 @@ class PipelineSettings:
     detect_every: int = 2  # detection pass looks at every n-th frame
     align_depth_scale: bool = True  # relative-depth models: chain scale through window overlaps
     shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
+    # the shot camera from the detection pass's whole frames when there is one (face region
+    # auto): a face crop shows too little of the scene to tell the lens (training.evaluate:
+    # the bundled model's focal length is right on whole frames and half the truth on crops)
+    camera_from_whole_frames: bool = True
     face_threshold: float = 0.5
     pipelined: bool = True  # the network runs in its own thread while the next window is prepared
 
@@ -125,6 +129,11 @@ def smooth_boxes(boxes: np.ndarray, sigma: float) -> np.ndarray:
     padded = np.pad(boxes, ((radius, radius), (0, 0)), mode="reflect", reflect_type="odd")
     norm = k.sum()
     return np.stack([np.convolve(padded[:, c], k, mode="valid") / norm for c in range(4)], 1)
+
+
+def _focal_row(k: np.ndarray) -> np.ndarray:
+    """fx, fy, cx, cy of 3 x 3 intrinsics."""
+    return np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]], np.float64)
 
 
 def _check_size(frame: Frame, first: tuple[int, int] | None) -> tuple[int, int]:
@@ -238,7 +247,8 @@ class Pipeline:
         self.progress = progress
         self.cancel = cancel or threading.Event()
         self.cancelled = False
-        self._focals: list[np.ndarray] = []
+        self._focals: list[np.ndarray] = []  # fx, fy, cx, cy of each predicted frame
+        self._whole_focals: list[np.ndarray] = []  # the same, detection pass, frames with a face
         s = self.settings
         if not 1 <= s.window <= self.model.max_window:
             raise PipelineError(f"frames per window must be 1 to {self.model.max_window} for this "
@@ -300,6 +310,8 @@ class Pipeline:
                 box = box_from_weight(weights[i], prepared.crop, s.face_threshold)
                 if box is not None:
                     found[where[i]] = box
+                    self._whole_focals.append(
+                        _focal_row(prepared.crop.to_footage_intrinsics(out["intrinsics"][i])))
 
         first_size = None
         size = getattr(frames, "size", None)  # a reader that knows it can reduce frames for us
@@ -458,7 +470,7 @@ class Pipeline:
 
     def _frame_prediction(self, prepared: _Prepared, out, i, scale) -> FramePrediction:
         k = prepared.crop.to_footage_intrinsics(out["intrinsics"][i])
-        self._focals.append(np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]]))
+        self._focals.append(_focal_row(k))
         return FramePrediction(
             number=prepared.number, footage_size=prepared.size, crop=prepared.crop,
             depth=out["depth"][i] * scale if scale != 1.0 else out["depth"][i],
@@ -467,11 +479,15 @@ class Pipeline:
             intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale)
 
     def shot_intrinsics(self) -> np.ndarray:
-        """One camera for the whole shot: the median of the per-frame predictions (robust to
-        outlier frames), in footage pixels. Available once frames have been predicted."""
-        if not self._focals:
+        """One camera for the whole shot, in footage pixels: the median (robust to outlier
+        frames) of the detection pass's whole-frame predictions where it ran and found a face
+        (and `camera_from_whole_frames`), else of the per-frame predictions on their crops.
+        Available once frames have been predicted."""
+        rows = self._whole_focals if self.settings.camera_from_whole_frames else []
+        rows = rows or self._focals
+        if not rows:
             raise PipelineError("no frame has been predicted yet")
-        fx, fy, cx, cy = np.median(np.array(self._focals), axis=0)
+        fx, fy, cx, cy = np.median(np.array(rows), axis=0)
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
 
     def camera_for(self, prediction: FramePrediction) -> np.ndarray:

@@ -154,6 +154,21 @@ def unproject(k: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
     return np.stack([x * z, y * z, z], 1)
 
 
+def into_camera(positions: np.ndarray, k_frames: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """Frames' points (n, V, 3) seen through their own intrinsics (n, 3, 3) re-expressed in one
+    `camera` (3, 3): every point keeps its footage pixel, and the head is moved along the view
+    axis by the focal-length ratio at its centre while its relief is kept (depth shifted, not
+    scaled). A network's depth of a face crop is consistent with the focal length it predicted
+    for that crop: a shorter one places the face nearer with the same relief, so moving it keeps
+    the face's shape, where scaling its depth with the distance would stretch or flatten it."""
+    ratio = (camera[0, 0] + camera[1, 1]) / (k_frames[:, 0, 0] + k_frames[:, 1, 1])  # (n,)
+    z = positions[..., 2]
+    shift = (ratio - 1.0) * z.mean(1)  # (n,)
+    factor = np.where(z > 0, (z + shift[:, None]) / np.where(z > 0, z, 1.0), ratio[:, None])
+    pixels = np.matmul(positions, k_frames.transpose(0, 2, 1))  # (n, V, 3): u z, v z, z
+    return np.matmul(pixels * factor[..., None], np.linalg.inv(camera).T)
+
+
 def project(k: np.ndarray, points: np.ndarray) -> np.ndarray:
     p = points @ k.T
     return p[..., :2] / p[..., 2:3]
@@ -324,8 +339,7 @@ class CaptureSolver:
             camera = np.asarray(camera, np.float64)
             differ = np.flatnonzero((intrinsics != camera).any((1, 2)))  # others: as they are
             if differ.size:
-                remap = np.linalg.inv(camera) @ intrinsics[differ]  # (n, 3, 3)
-                positions[differ] = np.matmul(positions[differ], remap.transpose(0, 2, 1))
+                positions[differ] = into_camera(positions[differ], intrinsics[differ], camera)
         else:
             camera = np.median(intrinsics, axis=0)
         weights = visible | ~seen[:, None]  # frames with no face: fit to the held mesh

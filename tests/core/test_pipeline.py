@@ -128,6 +128,25 @@ def test_shot_focal_is_robust_and_switchable(tmp_path):
     np.testing.assert_array_equal(pipe.camera_for(preds[1]), preds[1].intrinsics)
 
 
+def test_the_shot_camera_comes_from_the_whole_frames_when_the_face_is_found(tmp_path):
+    """The tiny model predicts focal = its input's width: on whole frames that is the footage's
+    width (the right camera for this model), on a face crop the crop's width."""
+    frames = disc_footage(range(8), speed=2.0)
+    pipe = Pipeline(session_for(tmp_path, mask=True), PipelineSettings(window=2, overlap=1))
+    preds = list(pipe.run(frames, total=8))
+    crop_w = np.median([p.crop.width for p in preds])
+    assert crop_w < 100  # the crops are much narrower than the frame
+    np.testing.assert_allclose(pipe.shot_intrinsics(), [[160, 0, 80], [0, 160, 60], [0, 0, 1]],
+                               rtol=0.02)
+    assert preds[0].intrinsics[0, 0] == pytest.approx(crop_w, rel=0.05)  # each frame's own
+    pipe.settings.camera_from_whole_frames = False  # the crops' median, as before
+    assert pipe.shot_intrinsics()[0, 0] == pytest.approx(crop_w, rel=0.05)
+    # a user box: no whole-frame pass, so the crops' camera
+    boxed = Pipeline(pipe.session, PipelineSettings(face_region=(20, 30, 90, 100), resolution=28))
+    list(boxed.run(frames[:2]))
+    assert boxed.shot_intrinsics()[0, 0] == pytest.approx(70, rel=0.02)
+
+
 def test_progress_and_cancellation_within_one_window(tmp_path):
     cancel = threading.Event()
     seen = []

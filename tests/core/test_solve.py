@@ -6,6 +6,7 @@ import pytest
 from face_anything_addon.core.inversion import CanonicalMap, invert
 from face_anything_addon.core.mesh_fill import MeshFiller
 from face_anything_addon.core.solve import (
+    into_camera,
     CaptureSolver, Markers, SolveSettings, closest_surface_point, farthest_points, project)
 from tests.synthetic_maps import (
     camera, expression, face_mesh, posed, prediction, render, rotation, synthetic_template)
@@ -151,3 +152,21 @@ def test_filler_is_harmonic_and_rejects_spikes():
     spiked = truth.copy()
     spiked[500] += [0, 0, 0.05]
     assert np.flatnonzero(filler.outliers(known, spiked, floor=0.004)).tolist() == [500]
+
+
+def test_into_camera_keeps_every_pixel_and_the_relief_and_moves_the_head_by_the_focal_ratio():
+    rng = np.random.default_rng(0)
+    head = rng.normal(0, [0.07, 0.09, 0.05], (200, 3)) + (0.05, -0.02, 0.5)  # metres
+    k_crop = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])  # a lens twice too short
+    camera = np.array([[1000.0, 0, 330], [0, 1000, 236], [0, 0, 1]])
+    moved = into_camera(head[None], k_crop[None], camera)[0]
+    np.testing.assert_allclose(project(camera, moved), project(k_crop, head), atol=1e-9)
+    assert np.ptp(moved[:, 2]) == pytest.approx(np.ptp(head[:, 2]))  # relief kept
+    assert moved[:, 2].mean() == pytest.approx(2 * head[:, 2].mean())  # twice as far
+    # the face's shape is about kept (scaling depth with distance would double its relief)
+    assert np.ptp(moved[:, 0]) == pytest.approx(np.ptp(head[:, 0]), rel=0.15)
+    # same focal length, another principal point: every point keeps its pixel and its depth
+    shifted = np.array([[500.0, 0, 300], [0, 500, 250], [0, 0, 1]])
+    same = into_camera(head[None], k_crop[None], shifted)[0]
+    np.testing.assert_allclose(same[:, 2], head[:, 2])
+    np.testing.assert_allclose(project(shifted, same), project(k_crop, head), atol=1e-9)
