@@ -145,7 +145,13 @@ def test_batches_equal_items(head_model):
     for j in (0, 1):
         item = ds[j]
         for key in item:
-            assert torch.equal(item[key], one[j][key]), key
+            a, b = item[key], one[j][key]
+            if isinstance(a, torch.Tensor) and a.is_floating_point():
+                # float32 geometry: the batch's vectorised products may round differently in
+                # the last bit on another CPU's BLAS kernels (seen: 6e-8 m of depth, 2e-5 px)
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4, msg=key)
+            else:
+                assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, key
 
 
 def test_splits_use_disjoint_identities():
