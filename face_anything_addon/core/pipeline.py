@@ -55,7 +55,7 @@ class PipelineSettings:
     shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
     # the shot camera from the detection pass's whole frames when there is one (face region
     # auto): a face crop shows too little of the scene to tell the lens (training.evaluate:
-    # the bundled model's focal length is right on whole frames and half the truth on crops)
+    # the bundled model's focal length is 21 % short on whole frames, under half on crops)
     camera_from_whole_frames: bool = True
     face_threshold: float = 0.5
     pipelined: bool = True  # the network runs in its own thread while the next window is prepared
