@@ -53,9 +53,10 @@ class PipelineSettings:
     detect_every: int = 2  # detection pass looks at every n-th frame
     align_depth_scale: bool = True  # relative-depth models: chain scale through window overlaps
     shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
-    # the shot camera from the detection pass's whole frames when there is one (face region
-    # auto): a face crop shows too little of the scene to tell the lens (training.evaluate:
-    # the bundled model's focal length is 21 % short on whole frames, under half on crops)
+    # the shot camera from whole frames (face region auto: the detection pass's; a box: the
+    # first window's): a face crop shows too little of the scene to tell the lens
+    # (training.evaluate: the bundled model's focal length is 21 % short on whole frames,
+    # under half the truth on crops)
     camera_from_whole_frames: bool = True
     face_threshold: float = 0.5
     pipelined: bool = True  # the network runs in its own thread while the next window is prepared
@@ -346,6 +347,34 @@ class Pipeline:
         boxes = smooth_boxes(boxes, s.box_smoothing)
         return {n: grow_box(b, s.box_margin) for n, b in zip(numbers, boxes)}
 
+    def _camera_pass(self, frames: Iterable[Frame]) -> None:
+        """With a face box drawn by hand there is no detection pass: the network looks at the
+        first window of whole frames (at the detection resolution) for the shot camera only."""
+        longest = self.settings.detect_resolution
+        longest -= longest % self.model.patch_size
+        size = getattr(frames, "size", None)
+        if size is not None:
+            frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
+        batch, first_size = _Batch(self.model.max_window), None
+        for frame in frames:  # a pass over the first frames only, then abandoned
+            if self.cancel.is_set():
+                self.cancelled = True
+                return
+            first_size = _check_size(frame, first_size)
+            self._prepare(frame, self._whole_frame(frame.size, longest), batch)
+            if len(batch) == batch.capacity:
+                break
+        if not batch:
+            return
+        runner = _Runner(self.session, False)
+        try:
+            out = runner.submit(batch).result()
+        finally:
+            runner.close()
+        for i, prepared in enumerate(batch.items):
+            self._whole_focals.append(
+                _focal_row(prepared.crop.to_footage_intrinsics(out["intrinsics"][i])))
+
     def run(self, frames: Iterable[Frame], total: int = 0) -> Iterator[FramePrediction]:
         s = self.settings
         longest = self._longest()
@@ -364,6 +393,10 @@ class Pipeline:
                 raise PipelineError(f"face box {s.face_region} is empty: give (x0, y0, x1, y1) "
                                     f"with x1 > x0 and y1 > y0, in footage pixels")
             out_size = self._crop_size(x1 - x0, y1 - y0, longest)
+            if s.shot_focal and s.camera_from_whole_frames:
+                self._camera_pass(frames)
+                if self.cancelled:
+                    return
 
         def crop_of(frame: Frame) -> Crop:
             if boxes is not None:
@@ -480,9 +513,10 @@ class Pipeline:
 
     def shot_intrinsics(self) -> np.ndarray:
         """One camera for the whole shot, in footage pixels: the median (robust to outlier
-        frames) of the detection pass's whole-frame predictions where it ran and found a face
-        (and `camera_from_whole_frames`), else of the per-frame predictions on their crops.
-        Available once frames have been predicted."""
+        frames) of the whole-frame predictions (`camera_from_whole_frames`: the detection
+        pass's frames where it found a face, or with a hand-drawn box the camera pass's first
+        window), else of the per-frame predictions on their crops. Available once frames have
+        been predicted."""
         rows = self._whole_focals if self.settings.camera_from_whole_frames else []
         rows = rows or self._focals
         if not rows:

@@ -141,9 +141,15 @@ def test_the_shot_camera_comes_from_the_whole_frames_when_the_face_is_found(tmp_
     assert preds[0].intrinsics[0, 0] == pytest.approx(crop_w, rel=0.05)  # each frame's own
     pipe.settings.camera_from_whole_frames = False  # the crops' median, as before
     assert pipe.shot_intrinsics()[0, 0] == pytest.approx(crop_w, rel=0.05)
-    # a user box: no whole-frame pass, so the crops' camera
-    boxed = Pipeline(pipe.session, PipelineSettings(face_region=(20, 30, 90, 100), resolution=28))
-    list(boxed.run(frames[:2]))
+    # a box drawn by hand: the network sees the first window of whole frames for the camera
+    box = PipelineSettings(face_region=(20, 30, 90, 100), resolution=28)
+    boxed = Pipeline(pipe.session, box)
+    (p,) = list(boxed.run(frames[:1]))
+    assert p.intrinsics[0, 0] == pytest.approx(70, rel=0.02)  # the box's width
+    np.testing.assert_allclose(boxed.shot_intrinsics()[0], [160, 0, 80], rtol=0.02)
+    box.camera_from_whole_frames = False
+    boxed = Pipeline(pipe.session, box)
+    list(boxed.run(frames[:1]))
     assert boxed.shot_intrinsics()[0, 0] == pytest.approx(70, rel=0.02)
 
 
