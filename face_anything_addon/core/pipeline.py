@@ -249,7 +249,7 @@ class Pipeline:
         self.cancel = cancel or threading.Event()
         self.cancelled = False
         self._focals: list[np.ndarray] = []  # fx, fy, cx, cy of each predicted frame
-        self._whole_focals: list[np.ndarray] = []  # the same, detection pass, frames with a face
+        self._whole_focals: list[np.ndarray] = []  # the same on whole frames (see shot_intrinsics)
         s = self.settings
         if not 1 <= s.window <= self.model.max_window:
             raise PipelineError(f"frames per window must be 1 to {self.model.max_window} for this "
