@@ -280,6 +280,20 @@ class Pipeline:
 
     # ---------------------------------------------------------------- running the model
 
+    def _whole_frames(self, frames: Iterable[Frame]) -> tuple[Iterable[Frame], int]:
+        """`frames` as the whole-frame passes read them (reduced where the reader can) and the
+        longest side of their network input (the detection resolution)."""
+        longest = self.settings.detect_resolution
+        longest -= longest % self.model.patch_size
+        size = getattr(frames, "size", None)  # a reader that knows it can reduce frames for us
+        if size is not None:
+            frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
+        return frames, longest
+
+    def _note_whole_camera(self, prepared: _Prepared, intrinsics: np.ndarray) -> None:
+        """Keep a whole frame's predicted intrinsics (input pixels) for the shot camera."""
+        self._whole_focals.append(_focal_row(prepared.crop.to_footage_intrinsics(intrinsics)))
+
     def _prepare(self, frame: Frame, crop: Crop, batch: _Batch) -> None:
         """Crop, resize and normalise a frame into its window's input at once, so no
         full-resolution frame is held. `crop` is in footage pixels, the image may be reduced."""
@@ -297,7 +311,7 @@ class Pipeline:
 
     def _detect_boxes(self, frames, total: int, runner: _Runner) -> dict[int, np.ndarray]:
         s = self.settings
-        longest = s.detect_resolution - s.detect_resolution % self.model.patch_size
+        frames, longest = self._whole_frames(frames)
         clock = _Clock("detect", total, self.progress)
         numbers = []
         found = []  # per frame: box, or nan (not looked at, or no face)
@@ -311,13 +325,9 @@ class Pipeline:
                 box = box_from_weight(weights[i], prepared.crop, s.face_threshold)
                 if box is not None:
                     found[where[i]] = box
-                    self._whole_focals.append(
-                        _focal_row(prepared.crop.to_footage_intrinsics(out["intrinsics"][i])))
+                    self._note_whole_camera(prepared, out["intrinsics"][i])
 
         first_size = None
-        size = getattr(frames, "size", None)  # a reader that knows it can reduce frames for us
-        if size is not None:
-            frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
         for i, frame in enumerate(frames):
             if self.cancel.is_set():
                 self.cancelled = True
@@ -350,11 +360,7 @@ class Pipeline:
     def _camera_pass(self, frames: Iterable[Frame]) -> None:
         """With a face box drawn by hand there is no detection pass: the network looks at the
         first window of whole frames (at the detection resolution) for the shot camera only."""
-        longest = self.settings.detect_resolution
-        longest -= longest % self.model.patch_size
-        size = getattr(frames, "size", None)
-        if size is not None:
-            frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
+        frames, longest = self._whole_frames(frames)
         batch, first_size = _Batch(self.model.max_window), None
         for frame in frames:  # a pass over the first frames only, then abandoned
             if self.cancel.is_set():
@@ -372,8 +378,7 @@ class Pipeline:
         finally:
             runner.close()
         for i, prepared in enumerate(batch.items):
-            self._whole_focals.append(
-                _focal_row(prepared.crop.to_footage_intrinsics(out["intrinsics"][i])))
+            self._note_whole_camera(prepared, out["intrinsics"][i])
 
     def run(self, frames: Iterable[Frame], total: int = 0) -> Iterator[FramePrediction]:
         s = self.settings
