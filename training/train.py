@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "network is grown into --config (training.network.weights)")
     p.add_argument("--init-config", default=None,
                    help="the network config of an --init .onnx file (default: --config)")
+    p.add_argument("--grow-scale", type=float, default=0.0,
+                   help="LayerScale of the blocks added when --init is shallower than --config "
+                        "(0: the grown network computes exactly what --init did, but the new "
+                        "blocks barely train; 0.02 opens them; training.network.weights)")
     p.add_argument("--replay", type=Path, action="append", default=[], metavar="DIR",
                    help="also fill the pool from windows an earlier run rendered (its pool/ "
                         "folder; read only, repeatable): with --workers 0 --fresh 0 a run "
@@ -366,15 +370,17 @@ def save(path: Path, model, opt, step: int, args, best: float, elapsed: float = 
     tmp.replace(path)
 
 
-def initial_model(path: Path, cfg: NetConfig, init_config: str | None = None) -> FaceAnythingNet:
+def initial_model(path: Path, cfg: NetConfig, init_config: str | None = None,
+                  grow_scale: float = 0.0) -> FaceAnythingNet:
     """The network `--init` names, in config `cfg`: from a checkpoint or an ONNX export (read
-    back and checked), grown deeper when it is shallower than `cfg` (exactly what it computed)."""
+    back and checked), grown deeper when it is shallower than `cfg` (new blocks at LayerScale
+    `grow_scale`; at 0 exactly what it computed)."""
     try:
         if path.suffix == ".onnx":
             start = load_onnx_weights(path, get_config(init_config) if init_config else cfg)
         else:
             start, _ = load_model(path)
-        return grow_deeper(start, cfg).train()
+        return grow_deeper(start, cfg, grow_scale).train()
     except WeightsError as exc:
         raise SystemExit(f"--init {path}: {exc}") from exc
 
@@ -428,7 +434,7 @@ def train(args: argparse.Namespace,
     last = args.out / "last.pt"
     ckpt = None
     if args.init is not None and not (args.resume and last.exists()):
-        model = initial_model(args.init, model.cfg, args.init_config)
+        model = initial_model(args.init, model.cfg, args.init_config, args.grow_scale)
     if args.resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])

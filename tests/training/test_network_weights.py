@@ -86,6 +86,27 @@ def test_growing_deeper_keeps_every_output_and_the_new_blocks_can_learn(trained)
     assert float(gamma.grad.abs().max()) > 0
 
 
+def test_a_grow_scale_opens_the_new_blocks_at_once(trained):
+    grown = grow_deeper(trained, get_config("test-deep"), scale=0.02)
+    for i in (4, 5):
+        for ls in (grown.encoder.blocks[i].ls1, grown.encoder.blocks[i].ls2):
+            assert torch.equal(ls.gamma.detach(), torch.full_like(ls.gamma, 0.02))
+    # the old blocks are untouched, the output moves a little but not much
+    for i in range(4):
+        assert torch.equal(grown.encoder.blocks[i].ls1.gamma, trained.encoder.blocks[i].ls1.gamma)
+    want, got = _outputs(trained), _outputs(grown)
+    moved = max(float((want[k] - got[k]).abs().max() / want[k].std()) for k in want)
+    assert 1e-6 < moved < 0.5
+    # unlike at scale 0, the new blocks' own weights get a gradient from the first step
+    out = grown.train()(torch.randn(1, 2, 3, 28, 28))
+    (out["depth"].mean() + out["canonical"].pow(2).mean()).backward()
+    assert float(grown.encoder.blocks[5].attn.qkv.weight.grad.abs().max()) > 0
+    closed = grow_deeper(trained, get_config("test-deep"))
+    out = closed.train()(torch.randn(1, 2, 3, 28, 28))
+    (out["depth"].mean() + out["canonical"].pow(2).mean()).backward()
+    assert float(closed.encoder.blocks[5].attn.qkv.weight.grad.abs().max()) == 0
+
+
 def test_growing_refuses_what_would_change_the_network(trained):
     with pytest.raises(WeightsError, match="width"):
         grow_deeper(trained, get_config("test-deep", width=48))

@@ -9,9 +9,12 @@ transposed under an anonymous name, which is found through the MatMul node that 
 node name is the module path). The result is checked by running the file in ONNX Runtime against
 torch with the recovered weights (plain or mirror-averaged, whichever the file is).
 
-`grow_deeper` appends transformer blocks whose two residual branches are scaled by zero
-(LayerScale gamma = 0): they pass tokens through unchanged, so the grown network computes
-exactly what the old one did, and training then opens the new blocks up.
+`grow_deeper` appends transformer blocks whose two residual branches are scaled by `scale`
+(LayerScale gamma). With 0 they pass tokens through unchanged, so the grown network computes
+exactly what the old one did; but then the new blocks' own weights get no gradient until gamma
+has grown, and in the one trial at 0 (v9, two hours) gamma only reached about 0.003: the blocks
+never opened. A small non-zero scale (0.02: a new block adds a few per cent to the token stream)
+starts them learning at once, at the price of a slightly changed starting output.
 """
 from __future__ import annotations
 
@@ -123,9 +126,10 @@ def load_onnx_weights(path: Path | str, cfg: NetConfig, tolerance: float = 1e-3,
                        f"config?")
 
 
-def grow_deeper(model: FaceAnythingNet, cfg: NetConfig) -> FaceAnythingNet:
-    """A network of config `cfg` that computes what `model` does: `model`'s blocks first, then
-    `cfg.depth - model depth` pass-through blocks (LayerScale 0). `cfg` must equal `model.cfg`
+def grow_deeper(model: FaceAnythingNet, cfg: NetConfig, scale: float = 0.0) -> FaceAnythingNet:
+    """A network of config `cfg`: `model`'s blocks first, then `cfg.depth - model depth` new
+    blocks with LayerScale `scale` (0: pass-throughs, so it computes exactly what `model`
+    does; see the module note for why a small non-zero scale trains better). `cfg` must equal `model.cfg`
     but for depth and taps; its taps must be the old ones with the last one moved to any block at
     or after the old last block (those see the old last block's tokens unchanged)."""
     old = model.cfg
@@ -149,7 +153,7 @@ def grow_deeper(model: FaceAnythingNet, cfg: NetConfig) -> FaceAnythingNet:
     state.update(model.state_dict())
     for i in range(old.depth, cfg.depth):
         for ls in ("ls1", "ls2"):
-            state[f"encoder.blocks.{i}.{ls}.gamma"] = torch.zeros_like(
-                state[f"encoder.blocks.{i}.{ls}.gamma"])
+            state[f"encoder.blocks.{i}.{ls}.gamma"] = torch.full_like(
+                state[f"encoder.blocks.{i}.{ls}.gamma"], scale)
     grown.load_state_dict(state)
     return grown.train(model.training)
