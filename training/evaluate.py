@@ -10,7 +10,8 @@ blended with the background behind it, which sits a metre or more further away a
 otherwise dominate the relief error (plain bilinear upsampling scores even the true depth, taken
 to 140 px and back, at 0.83). `--plain-upsampling` gives the plain protocol for comparison and
 `--floor SIDE` scores the truth itself taken to SIDE pixels and back (the best a model of that
-resolution can score). Metrics (inside the true face mask):
+resolution can score), `--blurred SIGMA` the truth blurred by SIGMA pixels inside the face mask
+(how much of a face's shape a model's maps carry). Metrics (inside the true face mask):
 - relief: depth RMSE after least-squares scale-and-shift alignment / std of the true depth
   (a flat plane scores 1, perfect 0);
 - absrel / rmse_m: after median scale alignment (the paper's protocol);
@@ -185,6 +186,44 @@ class ResolutionFloor:
         native = {"depth": small[:, 0], "canonical": small[:, 1:].transpose(0, 2, 3, 1),
                   "canonical_conf": np.full((s,) + n, 2.0, np.float32), "mask": small_m[:, 0]}
         return to_eval_size(native, (h, w), self.plain)
+
+
+def masked_blur(x: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(B, C, H, W) maps blurred by a Gaussian of `sigma` pixels over the pixels of `mask`
+    (B, 1, H, W) only (normalised convolution: no blend with what lies outside the mask)."""
+    radius = max(1, int(3 * sigma + 0.5))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    k = k / k.sum()
+
+    def blur(t):  # separable, zero padding (the weight carries the same padding)
+        c = t.shape[1]
+        t = F.conv2d(t, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
+        return F.conv2d(t, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
+
+    m = torch.from_numpy(np.ascontiguousarray(mask, np.float32))
+    num = blur(torch.from_numpy(np.ascontiguousarray(x, np.float32)) * m)
+    den = blur(m)
+    return (num / den.clamp_min(1e-6)).numpy()
+
+
+class BlurredTruth:
+    """Not a model: the truth blurred by a Gaussian of `sigma` pixels (of the evaluation size)
+    inside the true face mask, the mask itself exact. It calibrates how much of a face's shape a
+    model's maps carry: a model whose relief equals the truth's at sigma 12 predicts the face
+    only as it looks that blurred (v7: a nose and eye sockets washed out)."""
+
+    wants_truth = True
+
+    def __init__(self, sigma: float):
+        self.sigma = sigma
+
+    def __call__(self, images: np.ndarray, truth: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        m = (truth["mask"] > 0.5).astype(np.float32)[:, None]
+        maps = np.concatenate([truth["depth"][:, None], truth["canonical"].transpose(0, 3, 1, 2)], 1)
+        blurred = masked_blur(maps, m, self.sigma)
+        s, _, h, w = images.shape
+        return {"depth": blurred[:, 0], "canonical": blurred[:, 1:].transpose(0, 2, 3, 1),
+                "canonical_conf": np.full((s, h, w), 2.0, np.float32), "mask": m[:, 0]}
 
 
 class OnnxPredictor:
@@ -483,6 +522,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--floor", type=int, action="append", default=[], metavar="SIDE",
                    help="also score the truth taken to SIDE x SIDE pixels and back: the best "
                         "any model of that input size can score (repeatable)")
+    p.add_argument("--blurred", type=float, action="append", default=[], metavar="SIGMA",
+                   help="also score the truth blurred by a Gaussian of SIGMA pixels inside the "
+                        "face mask: how much of the shape a model's maps carry (repeatable)")
     a = p.parse_args(argv)
     if a.picture:
         print(picture(a.models[0], *a.picture, crop=a.crop))
@@ -497,6 +539,8 @@ def main(argv: list[str] | None = None) -> None:
     for side in a.floor:
         results[f"truth at {side} px"] = evaluate(ResolutionFloor(side, a.plain_upsampling),
                                                   windows)
+    for sigma in a.blurred:
+        results[f"truth blurred, sigma {sigma:g} px"] = evaluate(BlurredTruth(sigma), windows)
     for path in a.models:
         pred = OnnxPredictor(path, a.threads, a.plain_upsampling)
         r = evaluate(pred, windows, pred.desc.metric)

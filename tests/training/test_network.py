@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from standin_faces import standin_source  # noqa: E402
 
 from training.evaluate import (  # noqa: E402
-    ResolutionFloor, depth_metrics, evaluate, relief_error, resize, resize_from_mask)
+    BlurredTruth, ResolutionFloor, depth_metrics, evaluate, masked_blur, relief_error, resize,
+    resize_from_mask)
 from training.losses import LossWeights, face_losses  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.train import (  # noqa: E402
@@ -238,6 +239,20 @@ def test_the_resolution_floor_is_perfect_at_full_size_and_not_below():
     assert full["relief"] < 1e-4 and full["canonical"] < 1e-4 and full["mask_iou"] == 1.0
     low = evaluate(ResolutionFloor(14), windows)
     assert 0.01 < low["relief"] < 1 and low["canonical"] > full["canonical"]
+
+
+def test_the_blurred_truth_loses_shape_as_the_blur_grows():
+    windows = [{k: v.numpy() for k, v in next(standin_source("val", 56, 2, s)).items()}
+               for s in range(2)]
+    sharp = evaluate(BlurredTruth(0.3), windows)
+    assert sharp["relief"] < 0.05 and sharp["mask_iou"] == 1.0
+    reliefs = [evaluate(BlurredTruth(s), windows)["relief"] for s in (1, 3, 8)]
+    assert sharp["relief"] < reliefs[0] < reliefs[1] < reliefs[2] < 1
+    # inside the mask only: a constant face in front of a far background stays constant
+    m = np.zeros((1, 1, 20, 20), np.float32)
+    m[..., 5:15, 5:15] = 1
+    x = np.where(m > 0, 0.5, 3.0).astype(np.float32)
+    assert np.abs(masked_blur(x, m, 4.0)[m > 0] - 0.5).max() < 1e-6
 
 
 def test_replay_trains_on_an_earlier_runs_windows_without_rendering(tmp_path):
