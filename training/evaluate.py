@@ -490,6 +490,40 @@ def picture(model: Path, image: Path, out: Path, panel: int = 256,
     return out
 
 
+def validation_picture(model: Path, windows: list[dict], out: Path) -> Path:
+    """One row per validation window (its first frame), four panels: input | mask (grey: both,
+    red: face the model missed, blue: face it added) | true depth | predicted depth, scale and
+    shift fitted to the truth inside the true mask; both depths on the truth's range."""
+    from .png import write_png
+
+    predict = OnnxPredictor(model)
+    rows = []
+    for win in windows:
+        image = np.asarray(win["images"], np.float32)
+        pred = predict(image)
+        true_m = (win["mask"][0] > 0.5) & (win["depth"][0] > 0)
+        pred_m = pred["mask"][0] > 0.5
+        agree = np.zeros(true_m.shape + (3,), np.float32)
+        agree[true_m & pred_m] = 0.5
+        agree[true_m & ~pred_m] = (1.0, 0.0, 0.0)
+        agree[~true_m & pred_m] = (0.0, 0.0, 1.0)
+        true, depth = win["depth"][0], pred["depth"][0]
+        if true_m.sum() > 10:
+            a = np.stack([depth[true_m], np.ones(true_m.sum())], 1)
+            (scale, shift), *_ = np.linalg.lstsq(a, true[true_m], rcond=None)
+            lo, hi = np.percentile(true[true_m], [2, 98])
+        else:
+            scale, shift, lo, hi = 1.0, 0.0, 0.0, 1.0
+
+        def relief(d):
+            return np.repeat((np.clip((hi - d) / max(hi - lo, 1e-6), 0, 1) * true_m)[..., None], 3, -1)
+
+        rows.append(np.concatenate([image[0].transpose(1, 2, 0), agree, relief(true),
+                                    relief(depth * scale + shift)], 1))
+    write_png(out, (np.concatenate(rows, 0) * 255 + 0.5).clip(0, 255).astype(np.uint8))
+    return out
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     """A markdown table, one row per scored model."""
     keys = sorted({k for r in results.values() for k in r})
@@ -525,11 +559,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--blurred", type=float, action="append", default=[], metavar="SIGMA",
                    help="also score the truth blurred by a Gaussian of SIGMA pixels inside the "
                         "face mask: how much of the shape a model's maps carry (repeatable)")
+    p.add_argument("--val-picture", type=Path, metavar="PNG",
+                   help="only draw the first model on the first frame of each of --count "
+                        "validation windows: input | mask | true depth | predicted depth")
     a = p.parse_args(argv)
     if a.picture:
         print(picture(a.models[0], *a.picture, crop=a.crop))
         return
     windows = validation_windows(a.size, a.window, a.count, cache=a.cache)
+    if a.val_picture:
+        print(validation_picture(a.models[0], windows, a.val_picture))
+        return
     results = {}
     if a.baseline:
         masks = np.concatenate([w["mask"].ravel() for w in windows]) > 0.5

@@ -29,3 +29,20 @@ def write_png(path: Path | str, image: np.ndarray, level: int = 6) -> Path:
     path = Path(path)
     path.write_bytes(data)
     return path
+
+
+def read_png(path: Path | str) -> np.ndarray:
+    """A PNG that `write_png` wrote (8-bit, unfiltered rows, one IDAT) back as uint8 pixels."""
+    data = Path(path).read_bytes()
+    w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or depth != 8 or colour not in (0, 2, 6):
+        raise ValueError(f"{path}: not a PNG that write_png wrote")
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8:start - 4])[0]
+    channels = {0: 1, 2: 3, 6: 4}[colour]
+    rows = np.frombuffer(zlib.decompress(data[start:start + length]), np.uint8)
+    rows = rows.reshape(h, 1 + w * channels)
+    if rows[:, 0].any():
+        raise ValueError(f"{path}: filtered rows (not written by write_png)")
+    image = rows[:, 1:].reshape(h, w, channels)
+    return image[..., 0] if channels == 1 else image

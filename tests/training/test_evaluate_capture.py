@@ -13,7 +13,9 @@ pytest.importorskip("onnxruntime")
 
 from face_anything_addon.core.preprocess import Crop  # noqa: E402
 from tests.contract_models import make_model  # noqa: E402
-from training.evaluate import CapturePredictor, from_crops, track_errors  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    CapturePredictor, from_crops, track_errors, validation_picture)
+from training.png import read_png  # noqa: E402
 
 SIZE = 64
 FACE = (22, 18, 44, 42)  # x0, y0, x1, y1: the bright "face" of the test frames
@@ -95,3 +97,23 @@ def test_from_crops_is_exact_for_a_linear_map_and_empty_outside():
         assert (out["mask"][i][outside] == 0).all() and (out["mask"][i][inside] > 0.99).all()
     np.testing.assert_allclose(out["native"]["scale"][1], [2.5, 2.5])
     np.testing.assert_allclose(out["native"]["offset"][1], [20.0, 16.0])
+
+
+def test_the_validation_picture_draws_input_mask_and_both_depths(model, tmp_path):
+    """One row per window (its first frame): input | mask agreement | true | predicted depth."""
+    x0, y0, x1, y1 = FACE
+    mask = np.zeros((2, SIZE, SIZE), np.float32)
+    mask[:, y0:y1, x0:x1] = 1
+    ys = np.mgrid[:SIZE, :SIZE][0].astype(np.float32)
+    depth = np.broadcast_to(0.6 + 0.002 * ys, (2, SIZE, SIZE)).copy()  # nearer at the top
+    win = {"images": frames(), "mask": mask, "depth": depth}
+    png = read_png(validation_picture(model, [win, win], tmp_path / "val.png"))
+    assert png.shape == (2 * SIZE, 4 * SIZE, 3)
+    row = png[:SIZE].astype(int)
+    np.testing.assert_allclose(row[:, :SIZE], np.round(frames()[0].transpose(1, 2, 0) * 255),
+                               atol=1)
+    truth = row[:, 2 * SIZE:3 * SIZE, 0]
+    assert truth[~(mask[0] > 0)].max() == 0  # only the face is drawn
+    assert truth[y0 + 2, x0 + 5] > truth[y1 - 3, x0 + 5]  # the nearer top is brighter
+    agree = row[:, SIZE:2 * SIZE]
+    assert (agree[y0 + 5, x0 + 5] > 0).any()  # the test model's mask covers the bright face
