@@ -5,7 +5,8 @@
 
 Dynamic N and S always; H and W dynamic unless `--fixed-size`; fp32 or `--fp16`;
 `--mirror-average` exports the network averaged with its own prediction on the mirrored frames
-(`training.network.mirror`: twice the inference cost). The export
+(`training.network.mirror`: twice the inference cost), `--shift-average` with its prediction on
+the frames moved by half a patch (`training.network.shift`: twice again). The export
 wrapper (not a global patch of any library) puts the network into the contract's layout; attention
 is written as plain matmul/softmax while exporting. After writing, the file is checked with the
 add-on's `describe_model` and compared against torch in ONNX Runtime (`--no-parity` skips that).
@@ -22,6 +23,7 @@ from torch import nn
 
 from .network import FaceAnythingNet
 from .network.mirror import MirrorAveraged, symmetric_template
+from .network.shift import ShiftAveraged
 
 OUTPUTS = ("depth", "depth_conf", "canonical", "canonical_conf", "intrinsics", "mask")
 CANONICAL_SPACE = "makehuman-hm08-head-v1"
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mirror-average", action="store_true",
                    help="average each prediction with the one on the mirrored frames, mirrored "
                         "back (the canonical template must be symmetric about x = 0)")
+    p.add_argument("--shift-average", action="store_true",
+                   help="average each prediction with the one on the frames moved by half a "
+                        "patch, moved back (on top of --mirror-average: four predictions)")
     p.add_argument("--depth-units", choices=("metric", "relative"), default="metric",
                    help="what to promise: the network predicts metres; declare 'relative' when "
                         "its measured absolute error (evaluate: metric_absrel) is too large")
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--mirror-average: the template {TEMPLATE.name} is not symmetric "
                              f"about x = 0, so a mirrored face's canonical coordinates are unknown")
         model = MirrorAveraged(model).eval()
+    if a.shift_average:
+        model = ShiftAveraged(model).eval()
     size = a.input_size or int(ckpt.get("size", 224))
     export(model, a.output, size, fp16=a.fp16, fixed_size=a.fixed_size, max_window=a.max_window,
            name=a.name, license_=a.license, depth_units=a.depth_units)

@@ -18,6 +18,7 @@ from standin_faces import standin_source  # noqa: E402
 from training.export import export  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.network.mirror import MirrorAveraged  # noqa: E402
+from training.network.shift import ShiftAveraged  # noqa: E402
 from training.network.weights import (  # noqa: E402
     WeightsError, grow_deeper, load_onnx_weights, state_dict_from_onnx)
 from training.train import load_model, parse_args, train  # noqa: E402
@@ -53,8 +54,11 @@ def test_a_plain_export_gives_back_every_weight_the_graph_uses(trained, tmp_path
     assert any("mlp" in k for k in state)
 
 
-def test_a_mirror_averaged_export_is_read_back_and_checked(trained, tmp_path):
-    path = export(MirrorAveraged(trained).eval(), tmp_path / "mirror.onnx", 42)
+@pytest.mark.parametrize("wrap", ["mirror", "shift", "shift+mirror"])
+def test_an_averaged_export_is_read_back_and_checked(trained, tmp_path, wrap):
+    net = MirrorAveraged(trained) if "mirror" in wrap else trained
+    net = ShiftAveraged(net) if "shift" in wrap else net
+    path = export(net.eval(), tmp_path / "averaged.onnx", 42)
     model = load_onnx_weights(path, get_config("test-tiny"))
     want, got = _outputs(trained), _outputs(model)
     for key in want:

@@ -26,8 +26,9 @@ import torch
 from .config import NetConfig
 from .model import FaceAnythingNet
 
-# the ONNX export's module prefixes: ContractWrapper.model, then MirrorAveraged.model if mirrored
-PREFIXES = ("model.model.", "model.")
+# the ONNX export's module prefixes: ContractWrapper.model, then ShiftAveraged.model and
+# MirrorAveraged.model for each averaging the file does (longest first)
+PREFIXES = ("model.model.model.", "model.model.", "model.")
 
 
 class WeightsError(ValueError):
@@ -102,10 +103,12 @@ def state_dict_from_onnx(path: Path | str, model: FaceAnythingNet) -> tuple[dict
 def load_onnx_weights(path: Path | str, cfg: NetConfig, tolerance: float = 1e-3,
                       size: int = 56) -> FaceAnythingNet:
     """A network of config `cfg` with the weights of the ONNX export at `path`, checked: the file
-    run in ONNX Runtime must match torch with those weights (plain or mirror-averaged) within
-    `tolerance` of each output's spread. Raises WeightsError otherwise."""
+    run in ONNX Runtime must match torch with those weights (plain, mirror-averaged,
+    shift-averaged or both) within `tolerance` of each output's spread. Raises WeightsError
+    otherwise."""
     from ..export import parity
     from .mirror import MirrorAveraged
+    from .shift import ShiftAveraged
 
     model = FaceAnythingNet(cfg)
     try:
@@ -116,10 +119,12 @@ def load_onnx_weights(path: Path | str, cfg: NetConfig, tolerance: float = 1e-3,
     model.eval()
     size = max(cfg.patch, size // cfg.patch * cfg.patch)
     worst = {}
-    for wrapped in (model, MirrorAveraged(model).eval()):
-        errors = parity(wrapped, Path(path), (size, size))
-        worst[type(wrapped).__name__] = max(errors.values())
-        if worst[type(wrapped).__name__] <= tolerance:
+    readings = {"plain": model, "mirror-averaged": MirrorAveraged(model),
+                "shift-averaged": ShiftAveraged(model),
+                "shift- and mirror-averaged": ShiftAveraged(MirrorAveraged(model))}
+    for name, wrapped in readings.items():
+        worst[name] = max(parity(wrapped.eval(), Path(path), (size, size)).values())
+        if worst[name] <= tolerance:
             return model
     raise WeightsError(f"{Path(path).name}: torch with the recovered weights does not reproduce "
                        f"the file (max error / spread: {worst}); is --init-config the network's "
