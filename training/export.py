@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     from .train import load_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path,
+                   help="a training checkpoint (.pt), or an exported model (.onnx, with "
+                        "--config) to export again, e.g. with other averaging or as fp16")
     p.add_argument("output", type=Path)
     p.add_argument("--input-size", type=int, default=0, help="default: the training size")
     p.add_argument("--fp16", action="store_true")
@@ -161,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mirror-average", action="store_true",
                    help="average each prediction with the one on the mirrored frames, mirrored "
                         "back (the canonical template must be symmetric about x = 0)")
+    p.add_argument("--config", default=None,
+                   help="the network config of an .onnx CHECKPOINT (its weights are read back "
+                        "and checked against it: training.network.weights)")
     p.add_argument("--shift-average", action="store_true",
                    help="average each prediction with the one on the frames moved by half a "
                         "patch, moved back (on top of --mirror-average: four predictions)")
@@ -168,7 +173,21 @@ def main(argv: list[str] | None = None) -> None:
                    help="what to promise: the network predicts metres; declare 'relative' when "
                         "its measured absolute error (evaluate: metric_absrel) is too large")
     a = p.parse_args(argv)
-    model, ckpt = load_model(a.checkpoint)
+    if a.checkpoint.suffix == ".onnx":
+        from face_anything_addon.core.contract import ContractError, describe_model
+
+        from .network import get_config
+        from .network.weights import WeightsError, load_onnx_weights
+        if not a.config:
+            raise SystemExit(f"{a.checkpoint.name}: to export an .onnx file again, name its "
+                             f"network config with --config (the bundled model's: cpu-tiny)")
+        try:
+            model = load_onnx_weights(a.checkpoint, get_config(a.config))
+            ckpt = {"size": describe_model(a.checkpoint).input_size}
+        except (WeightsError, ContractError, KeyError) as exc:
+            raise SystemExit(f"{a.checkpoint}: {exc}") from exc
+    else:
+        model, ckpt = load_model(a.checkpoint)
     if a.mirror_average:
         if not symmetric_template(np.load(TEMPLATE)["canonical"]):
             raise SystemExit(f"--mirror-average: the template {TEMPLATE.name} is not symmetric "
