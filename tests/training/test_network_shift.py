@@ -29,8 +29,8 @@ def test_move_and_back_is_exact_inside_and_repeats_the_edge():
 
 class Pointwise(torch.nn.Module):
     """Translation-equivariant stand-in with the network's outputs: every map is a function of
-    its own pixel; the principal point is the brightest pixel's position, so a frame moved by d
-    predicts it d further."""
+    its own pixel; the principal point is the brightest pixel's position (it moves with the
+    frame, as a trained network's does not)."""
 
     cfg = get_config("test-tiny")
 
@@ -49,6 +49,17 @@ class Pointwise(torch.nn.Module):
                 "intrinsics": k, "mask_logit": logit, "mask": torch.sigmoid(logit)}
 
 
+class Centred(Pointwise):
+    """The stand-in with the camera of a network trained on centred cameras: the image centre,
+    whatever it is shown."""
+
+    def forward(self, images):
+        out = super().forward(images)
+        out["intrinsics"][..., 0, 2] = images.shape[-1] / 2
+        out["intrinsics"][..., 1, 2] = images.shape[-2] / 2
+        return out
+
+
 def test_an_equivariant_network_is_unchanged_away_from_the_edges():
     net = Pointwise()
     images = torch.rand(2, 3, 3, 28, 35)
@@ -58,9 +69,13 @@ def test_an_equivariant_network_is_unchanged_away_from_the_edges():
     inner = (slice(None), slice(None), slice(7, -7), slice(7, -7))
     for key in ("depth", "depth_conf", "canonical", "canonical_conf", "mask", "mask_logit"):
         torch.testing.assert_close(avg[key][inner], plain[key][inner], msg=key)
-    torch.testing.assert_close(avg["intrinsics"][1, 2], plain["intrinsics"][1, 2])
+    # the camera is the unmoved frames' own, not averaged with the moved frames'
+    torch.testing.assert_close(avg["intrinsics"], plain["intrinsics"])
     assert float(avg["intrinsics"][1, 2, 0, 2]) == 20.5 and float(avg["intrinsics"][1, 2, 1, 2]) == 9.5
     assert ShiftAveraged(net).shift == 7  # half a patch
+    with torch.no_grad():  # a centred camera stays centred (not moved half a shift back)
+        k = ShiftAveraged(Centred())(images)["intrinsics"]
+    assert torch.all(k[..., 0, 2] == 17.5) and torch.all(k[..., 1, 2] == 14.0)
 
 
 def test_on_the_network_it_averages_two_different_predictions():
@@ -80,7 +95,7 @@ def test_on_the_network_it_averages_two_different_predictions():
 def test_shift_averaged_export_matches_torch(mirrored, tmp_path):
     torch.manual_seed(5)
     base = FaceAnythingNet(get_config("test-tiny"))
-    torch.nn.init.normal_(base.camera.mlp[-1].weight, std=0.5)  # a principal point that moves
+    torch.nn.init.normal_(base.camera.mlp[-1].weight, std=0.5)  # a camera that depends on the frame
     net = ShiftAveraged(MirrorAveraged(base) if mirrored else base).eval()
     path = export(net, tmp_path / "shift.onnx", 42, landmarks=False)
     for size, n, s in (((42, 42), 1, 2), ((28, 56), 2, 1)):
