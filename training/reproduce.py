@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NAME = ("Face Anything CPU-tiny (synthetic MakeHuman faces, v7: trained at 140, fine-tuned at 196; "
-        "mirror-averaged)")
-EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average")
+        "mirror- and shift-averaged)")
+EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average", "--shift-average")
 
 _BASE = ("--config cpu-tiny --size 140 --window 2 --single 0.3 --batch 2 --min-pool 8 "
          "--val-windows 8 --threads 1")
