@@ -219,7 +219,8 @@ class BlurredTruth:
 
     def __call__(self, images: np.ndarray, truth: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         m = (truth["mask"] > 0.5).astype(np.float32)[:, None]
-        maps = np.concatenate([truth["depth"][:, None], truth["canonical"].transpose(0, 3, 1, 2)], 1)
+        canon = truth["canonical"].transpose(0, 3, 1, 2)
+        maps = np.concatenate([truth["depth"][:, None], canon], 1)
         blurred = masked_blur(maps, m, self.sigma)
         s, _, h, w = images.shape
         return {"depth": blurred[:, 0], "canonical": blurred[:, 1:].transpose(0, 2, 3, 1),
@@ -515,8 +516,9 @@ def validation_picture(model: Path, windows: list[dict], out: Path) -> Path:
         else:
             scale, shift, lo, hi = 1.0, 0.0, 0.0, 1.0
 
-        def relief(d):
-            return np.repeat((np.clip((hi - d) / max(hi - lo, 1e-6), 0, 1) * true_m)[..., None], 3, -1)
+        def relief(d):  # brighter is nearer, on the truth's range, inside the true mask
+            grey = np.clip((hi - d) / max(hi - lo, 1e-6), 0, 1) * true_m
+            return np.repeat(grey[..., None], 3, -1)
 
         rows.append(np.concatenate([image[0].transpose(1, 2, 0), agree, relief(true),
                                     relief(depth * scale + shift)], 1))
