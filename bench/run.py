@@ -220,7 +220,7 @@ def main(argv=None) -> None:
             name = bundled_name() if "face_anything_default" in chosen else ""
             # frames and measured pairs per model, about 2 s of network per run or more: with
             # fewer (10 frames of vit-tiny, 0.9 s) the pairs' overheads spread over 15 points;
-            # the bundled model, mirror-averaged, runs at about 20 fps at 196 on 2 cores
+            # the bundled model, mirror- and shift-averaged, runs at about 9 fps at 196 on 2 cores
             counts = {"vit-tiny": ("30", "7"), "vit-small": ("10", "5"),
                       "face_anything_default": ("40", "11")}
             if a.quick:
