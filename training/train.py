@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grow-scale", type=float, default=0.0,
                    help="LayerScale of the blocks added when --init is shallower than --config "
                         "(0: the grown network computes exactly what --init did, but the new "
-                        "blocks barely train; 0.02 opens them; training.network.weights)")
+                        "blocks' weights get no gradient until their scale grows; 0.02: they "
+                        "train from the first step; training.network.weights)")
     p.add_argument("--replay", type=Path, action="append", default=[], metavar="DIR",
                    help="also fill the pool from windows an earlier run rendered (its pool/ "
                         "folder; read only, repeatable): with --workers 0 --fresh 0 a run "

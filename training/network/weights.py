@@ -14,7 +14,9 @@ torch with the recovered weights (plain or mirror-averaged, whichever the file i
 exactly what the old one did; but then the new blocks' own weights get no gradient until gamma
 has grown, and in the one trial at 0 (v9, two hours) gamma only reached about 0.003: the blocks
 never opened. A small non-zero scale (0.02: a new block adds a few per cent to the token stream)
-starts them learning at once, at the price of a slightly changed starting output.
+gives their weights gradients from the first step, at the price of a slightly changed starting
+output. In its one trial (v10, two hours) the scales still did not grow: the attention branches
+stayed near 0.02 and the MLP branches fell to 0.005 (the model card).
 """
 from __future__ import annotations
 
