@@ -169,9 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shift-average", action="store_true",
                    help="average each prediction with the one on the frames moved by half a "
                         "patch, moved back (on top of --mirror-average: four predictions)")
-    p.add_argument("--depth-units", choices=("metric", "relative"), default="metric",
+    p.add_argument("--depth-units", choices=("metric", "relative"), default=None,
                    help="what to promise: the network predicts metres; declare 'relative' when "
-                        "its measured absolute error (evaluate: metric_absrel) is too large")
+                        "its measured absolute error (evaluate: metric_absrel) is too large "
+                        "(default: metric; for an .onnx CHECKPOINT, what that file declares)")
     a = p.parse_args(argv)
     if a.checkpoint.suffix == ".onnx":
         from face_anything_addon.core.contract import ContractError, describe_model
@@ -183,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
                              f"network config with --config (the bundled model's: cpu-tiny)")
         try:
             model = load_onnx_weights(a.checkpoint, get_config(a.config))
-            ckpt = {"size": describe_model(a.checkpoint).input_size}
+            source = describe_model(a.checkpoint)
+            ckpt = {"size": source.input_size}
+            a.depth_units = a.depth_units or source.depth_units
         except (WeightsError, ContractError, KeyError) as exc:
             raise SystemExit(f"{a.checkpoint}: {exc}") from exc
     else:
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         model = ShiftAveraged(model).eval()
     size = a.input_size or int(ckpt.get("size", 224))
     export(model, a.output, size, fp16=a.fp16, fixed_size=a.fixed_size, max_window=a.max_window,
-           name=a.name, license_=a.license, depth_units=a.depth_units)
+           name=a.name, license_=a.license, depth_units=a.depth_units or "metric")
     check(a.output)
     print(f"size: {a.output.stat().st_size / 1e6:.2f} MB")
     if not a.no_parity:

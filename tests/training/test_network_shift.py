@@ -121,8 +121,9 @@ def test_the_export_command_stacks_both_averagings_and_the_file_reads_back(tmp_p
         assert torch.equal(back.state_dict()[key], value) or "fusion.3.skip" in key, key
     # an exported file exported again (here without the averagings): the same network
     again = tmp_path / "again.onnx"
-    main([str(out), str(again), "--config", "test-tiny", "--depth-units", "relative"])
+    main([str(out), str(again), "--config", "test-tiny"])
     assert describe_model(again).input_size == 28
+    assert describe_model(again).depth_units == "relative"  # kept from the file
     plain = load_onnx_weights(again, get_config("test-tiny"))
     for key, value in net.state_dict().items():
         assert torch.equal(plain.state_dict()[key], value) or "fusion.3.skip" in key, key
