@@ -464,6 +464,13 @@ def load_image(path: Path) -> np.ndarray:
     return px.reshape(h, w, 4)[::-1, :, :3].copy()  # Blender stores rows bottom-up
 
 
+def relief_panel(depth: np.ndarray, lo: float, hi: float, inside: np.ndarray) -> np.ndarray:
+    """(H, W) depth -> (H, W, 3) grey: brighter is nearer, `lo`..`hi` spanning black to white,
+    black outside `inside`."""
+    grey = np.clip((hi - depth) / max(hi - lo, 1e-6), 0, 1) * inside
+    return np.repeat(grey[..., None], 3, -1)
+
+
 def picture(model: Path, image: Path, out: Path, panel: int = 256,
             crop: tuple[int, int, int] | None = None) -> Path:
     """Input | depth (relief, inside the mask) | canonical (as RGB) | mask, side by side.
@@ -483,9 +490,8 @@ def picture(model: Path, image: Path, out: Path, panel: int = 256,
     depth = pred["depth"][0]
     inside = mask > 0.5
     lo, hi = np.percentile(depth[inside], [2, 98]) if inside.sum() > 10 else (depth.min(), depth.max())
-    relief = np.clip((hi - depth) / max(hi - lo, 1e-6), 0, 1) * inside
     canon = np.clip(pred["canonical"][0] * 0.5 + 0.5, 0, 1) * inside[..., None]
-    panels = [frame[0].transpose(1, 2, 0), np.repeat(relief[..., None], 3, -1), canon,
+    panels = [frame[0].transpose(1, 2, 0), relief_panel(depth, lo, hi, inside), canon,
               np.repeat(mask[..., None], 3, -1)]
     write_png(out, (np.concatenate(panels, 1) * 255 + 0.5).clip(0, 255).astype(np.uint8))
     return out
@@ -516,12 +522,9 @@ def validation_picture(model: Path, windows: list[dict], out: Path) -> Path:
         else:
             scale, shift, lo, hi = 1.0, 0.0, 0.0, 1.0
 
-        def relief(d):  # brighter is nearer, on the truth's range, inside the true mask
-            grey = np.clip((hi - d) / max(hi - lo, 1e-6), 0, 1) * true_m
-            return np.repeat(grey[..., None], 3, -1)
-
-        rows.append(np.concatenate([image[0].transpose(1, 2, 0), agree, relief(true),
-                                    relief(depth * scale + shift)], 1))
+        rows.append(np.concatenate([image[0].transpose(1, 2, 0), agree,
+                                    relief_panel(true, lo, hi, true_m),
+                                    relief_panel(depth * scale + shift, lo, hi, true_m)], 1))
     write_png(out, (np.concatenate(rows, 0) * 255 + 0.5).clip(0, 255).astype(np.uint8))
     return out
 

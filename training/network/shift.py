@@ -26,7 +26,7 @@ def move(maps: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """[..., H, W] maps with their content moved by (dx, dy) >= 0 pixels (right, down) or, with
     both <= 0, back (left, up); what comes in at the edge repeats the edge."""
     shape = maps.shape
-    flat = maps.reshape((-1,) + tuple(shape[-3:])) if maps.dim() >= 3 else maps[None]
+    flat = maps.reshape((-1,) + tuple(shape[-3:]))
     h, w = shape[-2], shape[-1]
     if dx >= 0 and dy >= 0:
         out = F.pad(flat, (dx, 0, dy, 0), mode="replicate")[..., :h, :w]
