@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-every", type=int, default=200)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="STEPS",
+                   help="also keep the weights every this many steps in OUT/snap/ (model only, "
+                        "for training.average; 0: none)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -364,10 +367,14 @@ def validate(model: FaceAnythingNet, val: list[dict], device: torch.device,
 
 
 def save(path: Path, model, opt, step: int, args, best: float, elapsed: float = 0.0) -> None:
+    """A checkpoint (written whole, then renamed); `opt` None keeps the weights alone."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "config": model.cfg.to_dict(), "args": {k: str(v) for k, v in vars(args).items()},
-                "size": args.size, "best": best, "elapsed": elapsed}, tmp)
+    ckpt = {"model": model.state_dict(), "step": step, "config": model.cfg.to_dict(),
+            "args": {k: str(v) for k, v in vars(args).items()}, "size": args.size, "best": best,
+            "elapsed": elapsed}
+    if opt is not None:
+        ckpt["optimizer"] = opt.state_dict()
+    torch.save(ckpt, tmp)
     tmp.replace(path)
 
 
@@ -496,6 +503,11 @@ def train(args: argparse.Namespace,
             print(json.dumps(record), flush=True)
         if step % args.ckpt_every == 0 or step == args.steps or stop:
             save(last, model, opt, step, args, best, time.time() - start)
+        if args.snapshot_every and (step % args.snapshot_every == 0 or step == args.steps
+                                    or stop):
+            (args.out / "snap").mkdir(exist_ok=True)
+            save(args.out / "snap" / f"{step:07d}.pt", model, None, step, args, best,
+                 time.time() - start)
         if stop:
             break
     log.close()
