@@ -14,10 +14,11 @@ back:
 
 `run` checks the machine (CUDA, the head model cache), trains `--config` on fresh windows that
 `--workers` render on the CPU cores while the GPU trains (`training.train`, bf16 autocast, no
-pool cache on disk), stops at `--minutes`, and writes into `--out`: the last and best weights as
-compact fp16 checkpoints cut into parts of at most 15 MiB each with a manifest (sha256 of every
-part and of the whole), the training log and a summary (at most 8 files: the best weights are
-left out when they would not fit, which the summary says). `join` checks the manifest and writes
+pool cache on disk, a moving average of the weights with `--ema`), stops at `--minutes`, and
+writes into `--out`: the averaged, last and best weights, in that order, as compact fp16
+checkpoints cut into parts of at most 15 MiB each with a manifest (sha256 of every part and of
+the whole), the training log and a summary (at most 8 files: weights that would not fit are
+left out, which the summary says). `join` checks the manifest and writes
 the checkpoint back (fp32 weights, the config, the training arguments).
 """
 from __future__ import annotations
@@ -141,6 +142,8 @@ def run(argv: list[str] | None = None, source=None) -> dict:
     p.add_argument("--workers", type=int, default=0, help="render processes (0: CPUs - 2)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--pool", type=int, default=3000, help="windows kept in memory")
+    p.add_argument("--ema", type=float, default=0.998,
+                   help="decay of the weights' moving average (training.train --ema; 0: none)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--init", type=Path, default=None, help="start from these weights")
     p.add_argument("--work", type=Path, default=Path("/tmp/fa-device-run"),
@@ -160,13 +163,14 @@ def run(argv: list[str] | None = None, source=None) -> dict:
              "--min-pool", str(4 * a.batch), "--val-windows", str(a.val_windows), "--val-every", "500",
              "--ckpt-every", "500", "--max-minutes", str(a.minutes), "--threads", "2",
              "--device", a.device, "--seed", "101", "--out", str(a.work), "--no-pool-cache",
+             *(["--ema", str(a.ema)] if a.ema else []),
              *(["--init", str(a.init)] if a.init else []), *a.extra.split()]
     record = train(parse_args(targs), source)
     a.out.mkdir(parents=True, exist_ok=True)
     summary = {"machine": info, "train_args": targs, "last": record,
                "seconds": round(time.time() - t0, 1)}
     room = MAX_FILES - 3  # log.jsonl, summary.json and manifest.json come back too
-    for name in ("last", "best"):
+    for name in ("ema", "last", "best"):  # the average first: usually the best of them
         src = a.work / f"{name}.pt"
         if not src.exists():
             continue
@@ -192,7 +196,7 @@ def join(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="training.device_session join")
     p.add_argument("folder", type=Path, help="the files a device session returned")
     p.add_argument("dest", type=Path, help="the checkpoint to write (e.g. out/gpu/last.pt)")
-    p.add_argument("--which", default="last", choices=("last", "best"))
+    p.add_argument("--which", default="last", choices=("ema", "last", "best"))
     a = p.parse_args(argv)
     try:
         path = join_parts(a.folder, f"{a.which}-fp16.pt", a.dest)

@@ -8,12 +8,14 @@ Windows come from the engine (`--source engine`: make_clip + Renderer; `--source
 background (0: `--fresh` windows rendered per step in the loop), every step trains on a batch
 drawn from the pool. Windows of `--window` frames are mixed with single frames (`--single`).
 Writes `last.pt`, `best.pt` (lowest validation loss), `log.jsonl`, `val/` and `pool/` into
-`--out`; `--resume` continues from `last.pt`. See docs/network.md for the bundled model's command.
+`--out` (with `--ema`, also `ema.pt`: the moving average of the weights); `--resume` continues
+from `last.pt`. See docs/network.md for the bundled model's command.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import random
@@ -58,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-every", type=int, default=200)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="also keep an exponential moving average of the weights (per step, e.g. "
+                        "0.998), validated beside the weights and written to OUT/ema.pt; 0: none")
     p.add_argument("--snapshot-every", type=int, default=0, metavar="STEPS",
                    help="also keep the weights every this many steps in OUT/snap/ (model only, "
                         "for training.average; 0: none)")
@@ -351,6 +356,27 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, updated after every step:
+    small batches make the weights wander from step to step, and their average sits nearer
+    the middle of where they wander."""
+
+    def __init__(self, model: FaceAnythingNet, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema {decay}: a decay between 0 and 1, e.g. 0.998")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: FaceAnythingNet) -> None:
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()),
+                             1.0 - self.decay)
+        for b_mine, b in zip(self.model.buffers(), model.buffers()):
+            b_mine.copy_(b)
+
+
 @torch.no_grad()
 def validate(model: FaceAnythingNet, val: list[dict], device: torch.device,
              weights: LossWeights = LossWeights(), bs: int = 4) -> dict:
@@ -452,6 +478,10 @@ def train(args: argparse.Namespace,
     workers = [BackgroundSource(source, "train", args.size, args.window, args.seed + 1000 * step + i)
                for i in range(args.workers)]
     model.to(device)
+    ema = WeightAverage(model, args.ema) if args.ema else None
+    if ema is not None and args.resume and (args.out / "ema.pt").exists():
+        ema.model.load_state_dict(torch.load(args.out / "ema.pt", map_location=device,
+                                             weights_only=False)["model"])
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -485,6 +515,8 @@ def train(args: argparse.Namespace,
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         step += 1
         record = {"step": step, "time": round(time.time() - start, 1), "lr": round(lr, 7),
                   "rendered": pool.seen,
@@ -494,6 +526,9 @@ def train(args: argparse.Namespace,
         if step % args.val_every == 0 or step == args.steps or stop:
             val_terms = validate(model, val, device, weights)
             record["val"] = {k: round(v, 4) for k, v in val_terms.items()}
+            if ema is not None:
+                record["val_ema"] = {k: round(v, 4) for k, v in
+                                     validate(ema.model, val, device, weights).items()}
             if val_terms["total"] < best:
                 best = val_terms["total"]
                 save(args.out / "best.pt", model, opt, step, args, best, time.time() - start)
@@ -503,6 +538,9 @@ def train(args: argparse.Namespace,
             print(json.dumps(record), flush=True)
         if step % args.ckpt_every == 0 or step == args.steps or stop:
             save(last, model, opt, step, args, best, time.time() - start)
+            if ema is not None:
+                save(args.out / "ema.pt", ema.model, None, step, args, best,
+                     time.time() - start)
         if args.snapshot_every and (step % args.snapshot_every == 0 or step == args.steps
                                     or stop):
             (args.out / "snap").mkdir(exist_ok=True)

@@ -65,3 +65,25 @@ def test_training_keeps_snapshots_that_average_into_a_checkpoint(tmp_path):
     assert ckpt["step"] == 5 and len(ckpt["averaged"]) == 3
     last = torch.load(tmp_path / "last.pt", weights_only=False)["model"]
     assert any(not torch.equal(model.state_dict()[k], last[k]) for k in last)
+
+
+def test_the_moving_average_follows_the_weights_step_by_step(tmp_path):
+    args = parse_args(["--config", "test-tiny", "--size", "28", "--window", "2", "--batch", "2",
+                       "--steps", "4", "--pool", "2", "--fresh", "0", "--val-windows", "2",
+                       "--val-every", "1000", "--ckpt-every", "2", "--warmup", "2",
+                       "--lr", "3e-3", "--ema", "0.5", "--snapshot-every", "1",
+                       "--out", str(tmp_path)])
+    record = train(args, standin_source)
+    assert set(record["val_ema"]) == set(record["val"])
+    torch.manual_seed(args.seed)  # the weights training started from
+    expected = FaceAnythingNet(get_config("test-tiny")).state_dict()
+    for step in range(1, 5):
+        weights = torch.load(tmp_path / "snap" / f"{step:07d}.pt", weights_only=False)["model"]
+        expected = {k: 0.5 * v + 0.5 * weights[k] for k, v in expected.items()}
+    ema = torch.load(tmp_path / "ema.pt", weights_only=False)
+    assert ema["step"] == 4 and "optimizer" not in ema
+    for name, value in ema["model"].items():
+        torch.testing.assert_close(value, expected[name], atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train(parse_args(["--config", "test-tiny", "--size", "28", "--steps", "1", "--ema", "1.5",
+                          "--out", str(tmp_path / "bad")]), standin_source)

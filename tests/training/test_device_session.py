@@ -55,7 +55,14 @@ def test_a_cpu_run_returns_parts_that_join_into_a_loadable_checkpoint(tmp_path):
     assert "summary.json" in returned and "log.jsonl" in returned and "manifest.json" in returned
     assert len(returned) <= 8 and all((out / n).stat().st_size <= 16 * 2 ** 20 for n in returned)
     assert not (tmp_path / "work" / "pool").exists()  # windows kept in memory only
-    assert json.loads((out / "summary.json").read_text())["last_parts"]
+    returned_summary = json.loads((out / "summary.json").read_text())
+    assert returned_summary["last_parts"] and returned_summary["ema_parts"]
+    assert "--ema" in returned_summary["train_args"]
+    averaged, _ = load_model(join([str(out), str(tmp_path / "joined" / "ema.pt"), "--which",
+                                   "ema"]))
+    kept, _ = load_model(tmp_path / "work" / "ema.pt")
+    for (name, a), b in zip(averaged.state_dict().items(), kept.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=2e-3 * float(b.abs().max()) + 1e-6, rtol=1e-3)
     dest = join([str(out), str(tmp_path / "joined" / "last.pt")])
     model, ckpt = load_model(dest)
     trained, _ = load_model(tmp_path / "work" / "last.pt")
