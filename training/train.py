@@ -95,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(repeatable); validation uses the same weights")
     a = p.parse_args(argv)
     loss_weights(a.loss)  # fails early on a bad override
+    if a.ema and not 0.0 < a.ema < 1.0:
+        p.error(f"--ema {a.ema}: a decay between 0 and 1, e.g. 0.998 (0: no moving average)")
     return a
 
 
