@@ -2,8 +2,8 @@
 """A capacity check: how well, and how fast, a network fits a few fixed windows.
 
 Trains a copy of a model on the same few windows every step and scores it, every `--every`
-steps, on those very windows: depth relief error, mask IoU and canonical error, as
-`training.evaluate` defines them (at the windows' own size). A network that cannot fit the
+steps, on those very windows, with `training.evaluate`'s metrics (depth relief error, mask
+IoU, canonical error, the camera; at the windows' own size). A network that cannot fit the
 windows it trains on cannot reach a target on unseen ones; one that fits them but scores far
 worse on the validation split needs more data and steps rather than another design.
 
@@ -20,47 +20,41 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.evaluate import relief_error
+from training.evaluate import evaluate
 from training.losses import face_losses
 from training.network import FaceAnythingNet, get_config
 from training.train import (SOURCES, collate, initial_model, load_model, load_windows,
                             loss_weights, normalise, pack, take)
 
-MIN_PIXELS = 50  # frames with fewer true face pixels have no relief to score
-
-
-def window_scores(model: FaceAnythingNet, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Mean over frames of relief (frames with a face), mask IoU and canonical error."""
+def window_scores(model: FaceAnythingNet, windows: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """`training.evaluate`'s metrics of the model on `windows` (each predicted as one clip)."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        out = model(normalise(batch["images"], model.cfg))
-    model.train(was_training)
-    depth = out["depth"].flatten(0, 1).reshape(-1, *batch["mask"].shape[-2:]).numpy()
-    true = batch["depth"].flatten(0, 1).reshape(depth.shape).numpy()
-    inside = batch["mask"].flatten(0, 1).reshape(depth.shape).numpy() > 0.5
-    found = out["mask"].flatten(0, 1).reshape(depth.shape).numpy() > 0.5
-    canon = out["canonical"].flatten(0, 1).reshape(*depth.shape, 3).numpy()
-    canon_true = batch["canonical"].flatten(0, 1).reshape(canon.shape).numpy()
-    faces = [i for i in range(len(depth)) if inside[i].sum() >= MIN_PIXELS]
-    union = np.maximum((found | inside).sum((1, 2)), 1)
-    return {"relief": float(np.mean([relief_error(depth[i][inside[i]], true[i][inside[i]])
-                                     for i in faces])) if faces else float("nan"),
-            "iou": float(np.mean((found & inside).sum((1, 2)) / union)),
-            "canonical": float(np.linalg.norm(canon - canon_true, axis=-1)[inside].mean())
-            if inside.any() else float("nan")}
+
+    def predict(images: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = model(normalise(torch.as_tensor(images)[None], model.cfg))
+        return {k: v[0].numpy() for k, v in out.items()}
+
+    try:
+        return evaluate(predict, [{k: v.numpy() for k, v in w.items()} for w in windows],
+                        metric=False)
+    finally:
+        model.train(was_training)
 
 
-def fit(model: FaceAnythingNet, batch: dict[str, torch.Tensor], lr: float, weights,
+def fit(model: FaceAnythingNet, windows: list[dict[str, torch.Tensor]], lr: float, weights,
         steps: int = 0, minutes: float = 0.0, every: int = 25, log=None) -> list[dict]:
-    """Train on `batch` alone (AdamW, constant `lr`, clipping at 1) for `steps` steps or
-    `minutes`, whichever ends first (0: no limit of that kind). Returns the scored records."""
+    """Train on `windows` alone, all of them every step (AdamW, constant `lr`, clipping at 1),
+    for `steps` steps or `minutes`, whichever ends first (0: no limit of that kind). Returns the
+    scored records."""
     if not steps and not minutes:
         raise ValueError("give steps or minutes")
+    batch = collate(windows, single=False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     start, step = time.time(), 0
-    records = [{"step": 0, "seconds": 0.0, **window_scores(model, batch)}]
+    records = [{"step": 0, "seconds": 0.0, **window_scores(model, windows)}]
 
     def done() -> bool:
         return ((steps and step >= steps)
@@ -76,7 +70,7 @@ def fit(model: FaceAnythingNet, batch: dict[str, torch.Tensor], lr: float, weigh
         if step % every == 0 or done():
             records.append({"step": step, "seconds": round(time.time() - start, 1),
                             "loss": round(float(terms["total"].detach()), 4),
-                            **window_scores(model, batch)})
+                            **window_scores(model, windows)})
             if log:
                 log(json.dumps(records[-1]))
     return records
@@ -126,8 +120,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         model = initial_model(args.model, get_config(args.config))
     else:
         model = load_model(args.model)[0]
-    batch = collate(fixed_windows(args), single=False)
-    records = fit(model, batch, args.lr, loss_weights(args.loss), args.steps, args.minutes,
+    records = fit(model, fixed_windows(args), args.lr, loss_weights(args.loss), args.steps, args.minutes,
                   args.every, log=print)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
