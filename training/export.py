@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--fixed-size", action="store_true", help="fix H = W = input size")
     p.add_argument("--max-window", type=int, default=8)
-    p.add_argument("--name", default="Face Anything CPU-tiny (synthetic MakeHuman faces)")
+    p.add_argument("--name", default=None,
+                   help="the name in the file's metadata (default: for an .onnx CHECKPOINT the "
+                        "name that file declares, else 'Face Anything CPU-tiny (synthetic "
+                        "MakeHuman faces)')")
     p.add_argument("--license", default="GPL-3.0-or-later")
     p.add_argument("--no-parity", action="store_true")
     p.add_argument("--mirror-average", action="store_true",
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
             source = describe_model(a.checkpoint)
             ckpt = {"size": source.input_size}
             a.depth_units = a.depth_units or source.depth_units
+            a.name = a.name or source.name
         except (WeightsError, ContractError, KeyError) as exc:
             raise SystemExit(f"{a.checkpoint}: {exc}") from exc
     else:
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         model = ShiftAveraged(model).eval()
     size = a.input_size or int(ckpt.get("size", 224))
     export(model, a.output, size, fp16=a.fp16, fixed_size=a.fixed_size, max_window=a.max_window,
-           name=a.name, license_=a.license, depth_units=a.depth_units or "metric")
+           name=a.name or "Face Anything CPU-tiny (synthetic MakeHuman faces)", license_=a.license, depth_units=a.depth_units or "metric")
     check(a.output)
     print(f"size: {a.output.stat().st_size / 1e6:.2f} MB")
     if not a.no_parity:

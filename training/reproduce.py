@@ -30,9 +30,9 @@ _AT_196 = _BASE.replace("--size 140", "--size 196")  # the size the bundled mode
 _RELIEF = "--loss depth=0.05 --loss depth_relief=1.0 --loss depth_grad=0.5"
 
 
-def _fine_tune_at_196(lr: str, seed: int) -> str:
+def _fine_tune_at_196(lr: str, seed: int, config: str = "cpu-tiny") -> str:
     """A fine-tuning stage at 196 x 196: fresh windows from one render process, kept in memory."""
-    return (f"{_AT_196} --steps 1000000 --lr {lr} --warmup 30 --workers 1 --fresh 1 --pool 4000 "
+    return (f"{_AT_196.replace('cpu-tiny', config)} --steps 1000000 --lr {lr} --warmup 30 --workers 1 --fresh 1 --pool 4000 "
             f"--val-every 300 --ckpt-every 100 --seed {seed} --no-pool-cache {_RELIEF}")
 
 
@@ -43,6 +43,9 @@ class Stage:
     args: str  # training.train arguments, without --out / --max-minutes / --init / --replay
     init: str = ""  # stage whose weights it starts from ("NAME/best.pt" or "NAME/last.pt")
     replay: tuple[str, ...] = ()  # stages whose rendered windows (their pool/) fill the pool
+    # > 0: NAME/averaged.pt, the mean of the run's last `average` snapshots (its args must keep
+    # them: --snapshot-every; the last snapshot is the final weights)
+    average: int = 0
 
 
 STAGES = (
@@ -72,19 +75,28 @@ STAGES = (
     Stage("v6", 108, _fine_tune_at_196(lr="2e-4", seed=17), init="v5/last.pt"),
     # v7: v6's weights, more of the same at 196 with a lower peak learning rate, new identities
     Stage("v7", 125, _fine_tune_at_196(lr="1.5e-4", seed=19), init="v6/last.pt"),
+    # v10: v7 grown from 6 to 10 encoder blocks (cpu-deep), the new blocks' LayerScales started
+    # at 0.02 (v8 and v9 were tries off this chain: the card)
+    Stage("v10", 120, _fine_tune_at_196(lr="1.5e-4", seed=31, config="cpu-deep")
+          + " --grow-scale 0.02", init="v7/last.pt"),
+    # v11: v10 trained on at a 3x higher rate; the mean of its last 10 snapshots is exported
+    Stage("v11", 95, _fine_tune_at_196(lr="5e-4", seed=37, config="cpu-deep").replace(
+        "--warmup 30", "--warmup 50") + " --snapshot-every 300", init="v10/last.pt", average=10),
 )
-FINAL = "v7/last.pt"  # the checkpoint exported as the bundled model
+FINAL = "v11/averaged.pt"  # the checkpoint exported as the bundled model
 
 
 def stage_argv(stage: Stage, out: Path, scale: float = 1.0,
-               overrides: dict[str, str] | None = None) -> list[str]:
+               overrides: dict[str, str | dict[str, str]] | None = None) -> list[str]:
     """The training.train arguments of `stage` under `out`; an interrupted stage resumes.
-    `overrides` replace the values of options (tests: a tiny config)."""
+    `overrides` replace the values of options (tests: a tiny config): a string replaces (or
+    adds) the option, a dict maps the stage's value to another (cpu-tiny -> test-tiny, ...)."""
     argv = shlex.split(stage.args)
     for key, value in (overrides or {}).items():
         if key in argv:
-            argv[argv.index(key) + 1] = value
-        else:
+            i = argv.index(key) + 1
+            argv[i] = value.get(argv[i], argv[i]) if isinstance(value, dict) else value
+        elif not isinstance(value, dict):
             argv += [key, value]
     folder = out / stage.name
     argv += ["--out", str(folder), "--max-minutes", f"{stage.minutes * scale:g}"]
@@ -97,9 +109,23 @@ def stage_argv(stage: Stage, out: Path, scale: float = 1.0,
     return argv
 
 
+def average_stage(stage: Stage, out: Path) -> Path:
+    """Writes NAME/averaged.pt: the mean of the stage's last `stage.average` snapshots."""
+    from .average import AverageError, average_checkpoints
+    import torch
+
+    snaps = sorted((out / stage.name / "snap").glob("*.pt"))[-stage.average:]
+    if not snaps:
+        raise AverageError(f"stage {stage.name} kept no snapshots in {out / stage.name / 'snap'} "
+                           "(its arguments need --snapshot-every)")
+    target = out / stage.name / "averaged.pt"
+    torch.save(average_checkpoints(snaps), target)
+    return target
+
+
 def reproduce(out: Path, scale: float = 1.0, dry_run: bool = False, source=None,
-              overrides: dict[str, str] | None = None, stages=STAGES, final: str = FINAL,
-              export_args: tuple[str, ...] = EXPORT) -> Path:
+              overrides: dict[str, str | dict[str, str]] | None = None, stages=STAGES,
+              final: str = FINAL, export_args: tuple[str, ...] = EXPORT) -> Path:
     """Runs the stages not yet done, then exports `final` to out/face_anything_default.onnx."""
     from . import export
     from .train import parse_args, train
@@ -108,12 +134,16 @@ def reproduce(out: Path, scale: float = 1.0, dry_run: bool = False, source=None,
     for stage in stages:
         done = out / stage.name / "done.json"
         argv = stage_argv(stage, out, scale, overrides)
-        print(("# done: " if done.exists() else "") + "python -m training.train "
-              + shlex.join(argv), flush=True)
-        if dry_run or done.exists():
-            continue
-        record = train(parse_args(argv), source)
-        done.write_text(json.dumps({"argv": argv, "last": record}, indent=1) + "\n")
+        mark = "# done: " if done.exists() else ""
+        print(mark + "python -m training.train " + shlex.join(argv), flush=True)
+        record = None if dry_run or done.exists() else train(parse_args(argv), source)
+        if stage.average:
+            print(f"{mark}python -m training.average {out / stage.name / 'snap'}/<its last "
+                  f"{stage.average}>.pt --out {out / stage.name / 'averaged.pt'}", flush=True)
+            if record is not None:
+                average_stage(stage, out)
+        if record is not None:
+            done.write_text(json.dumps({"argv": argv, "last": record}, indent=1) + "\n")
     export_argv = [str(out / final), str(onnx), *export_args, "--name", NAME]
     print("python -m training.export " + shlex.join(export_argv), flush=True)
     if not dry_run:

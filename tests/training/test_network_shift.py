@@ -114,7 +114,7 @@ def test_the_export_command_stacks_both_averagings_and_the_file_reads_back(tmp_p
     torch.save({"model": net.state_dict(), "config": net.cfg.to_dict(), "size": 28}, ckpt)
     out = tmp_path / "both.onnx"
     main([str(ckpt), str(out), "--input-size", "28", "--mirror-average", "--shift-average",
-          "--depth-units", "relative"])
+          "--depth-units", "relative", "--name", "test net, both averaged"])
     assert describe_model(out).depth_units == "relative"
     back = load_onnx_weights(out, get_config("test-tiny"))
     for key, value in net.state_dict().items():
@@ -124,6 +124,7 @@ def test_the_export_command_stacks_both_averagings_and_the_file_reads_back(tmp_p
     main([str(out), str(again), "--config", "test-tiny"])
     assert describe_model(again).input_size == 28
     assert describe_model(again).depth_units == "relative"  # kept from the file
+    assert describe_model(again).name == "test net, both averaged"  # kept too, unless --name
     plain = load_onnx_weights(again, get_config("test-tiny"))
     for key, value in net.state_dict().items():
         assert torch.equal(plain.state_dict()[key], value) or "fusion.3.skip" in key, key

@@ -19,7 +19,9 @@ from face_anything_addon.core.contract import describe_model  # noqa: E402
 from training.reproduce import FINAL, STAGES, reproduce, stage_argv  # noqa: E402
 from training.train import load_model, parse_args  # noqa: E402
 
-TINY = {"--config": "test-tiny", "--size": "28", "--val-windows": "2", "--pool": "6",
+# the stages' configs mapped to the test ones (cpu-deep is cpu-tiny grown, test-deep test-tiny)
+TINY = {"--config": {"cpu-tiny": "test-tiny", "cpu-deep": "test-deep"},
+        "--snapshot-every": {"300": "1"}, "--size": "28", "--val-windows": "2", "--pool": "6",
         "--min-pool": "2", "--steps": "3", "--val-every": "2", "--ckpt-every": "1"}
 
 
@@ -45,13 +47,24 @@ def test_the_chain_runs_skips_what_is_done_and_exports_a_contract_model(tmp_path
         assert done["last"]["step"] == 3
     assert describe_model(onnx).input_size == 28
     final, _ = load_model(out / FINAL)
-    assert final.cfg.width == 32
+    assert (final.cfg.width, final.cfg.depth) == (32, 6)  # grown to test-deep on the way
+    # an averaging stage's weights are the mean of its snapshots (3 steps, one kept per step)
+    for stage in (s for s in STAGES if s.average):
+        snaps = sorted((out / stage.name / "snap").glob("*.pt"))
+        assert len(snaps) == 3
+        kept = [torch.load(p, weights_only=False)["model"] for p in snaps]
+        averaged = torch.load(out / stage.name / "averaged.pt", weights_only=False)["model"]
+        assert "encoder.blocks.5.ls1.gamma" in averaged  # the grown network's
+        for key, value in averaged.items():
+            assert torch.allclose(value, sum(k[key] for k in kept) / 3, atol=1e-6), key
     before = {s.name: (out / s.name / "last.pt").stat().st_mtime_ns for s in STAGES}
     capsys.readouterr()
     reproduce(out, scale=0.01, source=standin_source, overrides=TINY,
               export_args=("--input-size", "28"))
     printed = capsys.readouterr().out
     assert printed.count("# done: python -m training.train") == len(STAGES)
+    assert printed.count("# done: python -m training.average") == sum(bool(s.average)
+                                                                      for s in STAGES)
     assert before == {s.name: (out / s.name / "last.pt").stat().st_mtime_ns for s in STAGES}
     # a stage with a checkpoint but no done.json was interrupted: it resumes
     (out / STAGES[-1].name / "done.json").unlink()
@@ -61,5 +74,6 @@ def test_the_chain_runs_skips_what_is_done_and_exports_a_contract_model(tmp_path
 def test_dry_run_prints_every_command_and_trains_nothing(tmp_path, capsys):
     reproduce(tmp_path, dry_run=True)
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == len(STAGES) + 1 and printed[-1].startswith("python -m training.export")
+    averages = sum(bool(s.average) for s in STAGES)
+    assert len(printed) == len(STAGES) + averages + 1 and printed[-1].startswith("python -m training.export")
     assert not any(tmp_path.iterdir())
