@@ -31,6 +31,12 @@ def parse(argv):
     p.add_argument("--window", type=int, default=1, help="frames per network window")
     p.add_argument("--face-region", default="auto",
                    help="auto, full, or a box x0,y0,x1,y1 in footage pixels")
+    p.add_argument("--lens", type=float, default=0.0, metavar="MM",
+                   help="focal length the footage was shot with, mm (default: the network's "
+                        "estimate)")
+    p.add_argument("--sensor", type=float, default=36.0, metavar="MM",
+                   help="sensor size along the frame's longer side, mm, for --lens (default 36: "
+                        "full frame, or a 35 mm equivalent focal length)")
     p.add_argument("--mesh", default="AUTO", choices=["AUTO", "TEMPLATE", "REFERENCE"])
     p.add_argument("--markers", type=int, default=0, help="extra evenly spread markers")
     p.add_argument("--smoothing", type=float, default=0.0, help="temporal filtering, frames")
@@ -54,11 +60,15 @@ def settings_from(args):
             region = tuple(float(v) for v in region.split(","))
             assert len(region) == 4
         except (ValueError, AssertionError):
-            raise SystemExit(_fail(EXIT_INPUT, f"--face-region must be auto, full or "
-                                               f"x0,y0,x1,y1, not {args.face_region!r}"))
+            raise ValueError(f"--face-region must be auto, full or x0,y0,x1,y1, not "
+                             f"{args.face_region!r}") from None
+    if not (args.lens >= 0 and args.sensor > 0):
+        raise ValueError(f"--lens must be 0 or more mm (0: estimate it) and --sensor above 0 mm, "
+                         f"not {args.lens} / {args.sensor}")
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=args.resolution, window=args.window,
-                                  overlap=1 if args.window > 1 else 0, face_region=region),
+                                  overlap=1 if args.window > 1 else 0, face_region=region,
+                                  lens_mm=args.lens, sensor_mm=args.sensor),
         solve=SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers),
         provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
 
@@ -118,7 +128,10 @@ def run(args) -> int:
             frame_range = (a, b)
         except ValueError:
             return _fail(EXIT_INPUT, f"--frames must look like 1-120, not {args.frames!r}")
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        return _fail(EXIT_INPUT, str(exc))
     try:
         footage = open_footage(Path(args.footage).resolve(), frame_range)
         describe_model(args.model or DEFAULT_MODEL)

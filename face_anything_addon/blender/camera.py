@@ -38,8 +38,11 @@ class CameraFit:
     resolution: tuple[int, int]  # (width, height) pixels
 
 
-def fit_camera(matrix: np.ndarray, size: tuple[int, int]) -> CameraFit:
-    """Blender camera settings that reproduce the 3 x 3 camera `matrix` on footage of `size`."""
+def fit_camera(matrix: np.ndarray, size: tuple[int, int],
+               sensor_mm: float = SENSOR_MM) -> CameraFit:
+    """Blender camera settings that reproduce the 3 x 3 camera `matrix` on footage of `size`,
+    on a sensor of `sensor_mm` along the frame's longer side (a known lens's: so the camera
+    shows the lens the footage was shot with)."""
     k = np.asarray(matrix, np.float64)
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
     width, height = int(size[0]), int(size[1])
@@ -49,17 +52,24 @@ def fit_camera(matrix: np.ndarray, size: tuple[int, int]) -> CameraFit:
     ycor = aspect_y / aspect_x  # = fx / fy
     if width * aspect_x >= height * aspect_y:
         fit, viewfac = "HORIZONTAL", float(width)
-        sensor_w, sensor_h = SENSOR_MM, SENSOR_MM * height * aspect_y / (width * aspect_x)
+        sensor_w, sensor_h = sensor_mm, sensor_mm * height * aspect_y / (width * aspect_x)
         lens = fx * sensor_w / viewfac
     else:
         fit, viewfac = "VERTICAL", ycor * height
-        sensor_h, sensor_w = SENSOR_MM, SENSOR_MM * width * aspect_x / (height * aspect_y)
+        sensor_h, sensor_w = sensor_mm, sensor_mm * width * aspect_x / (height * aspect_y)
         lens = fx * sensor_h / viewfac
     return CameraFit(lens=lens, sensor_width=sensor_w, sensor_height=sensor_h, sensor_fit=fit,
                      shift_x=(width / 2.0 - cx) / viewfac,
                      shift_y=(cy - height / 2.0) * ycor / viewfac,
                      pixel_aspect_x=aspect_x, pixel_aspect_y=aspect_y,
                      resolution=(width, height))
+
+
+def sensor_of(capture) -> float:
+    """The sensor size (mm, longer side) of a capture shot with a known lens, else SENSOR_MM."""
+    pipeline = (capture.settings or {}).get("pipeline") or {}
+    known = float(pipeline.get("lens_mm") or 0) > 0
+    return float(pipeline.get("sensor_mm") or SENSOR_MM) if known else SENSOR_MM
 
 
 def apply_camera(cam: bpy.types.Camera, fit: CameraFit) -> None:

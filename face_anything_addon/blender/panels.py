@@ -55,6 +55,11 @@ class _FaceAnythingPanel:
         col.prop(settings, "face_region")
         if settings.face_region == "BOX":
             col.prop(settings, "face_box")
+        col.prop(settings, "use_known_lens")
+        if settings.use_known_lens:
+            row = col.row(align=True)
+            row.prop(settings, "lens")
+            row.prop(settings, "sensor_width")
         col.prop(settings, "mesh")
         if settings.mesh == "REFERENCE":
             col.prop(settings, "reference_frame")

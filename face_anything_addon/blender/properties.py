@@ -34,6 +34,16 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
                ("BOX", "Box", "A fixed box in footage pixels")))
     face_box: FloatVectorProperty(name="Box", size=4, default=(0, 0, 512, 512),
                                   description="x0, y0, x1, y1 in footage pixels (top left 0, 0)")
+    use_known_lens: BoolProperty(
+        name="Known Lens", default=False,
+        description="Use the focal length the footage was shot with instead of the network's "
+                    "estimate (a face alone tells the lens poorly)")
+    lens: FloatProperty(name="Focal Length", default=50.0, min=1.0, max=5000.0, unit="CAMERA",
+                        description="Focal length of the lens the footage was shot with (mm)")
+    sensor_width: FloatProperty(
+        name="Sensor Width", default=36.0, min=1.0, max=200.0, unit="CAMERA",
+        description="Sensor size along the frame's longer side (mm): 36 for full frame, or "
+                    "for a focal length given as 35 mm equivalent")
     mesh: EnumProperty(
         name="Mesh", default="AUTO",
         items=(("AUTO", "Automatic", "The model's bundled template when it has one, else a "
@@ -72,7 +82,9 @@ def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=s.resolution - s.resolution % 14,
                                   window=s.window, overlap=1 if s.window > 1 else 0,
-                                  face_region=region),
+                                  face_region=region,
+                                  lens_mm=s.lens if s.use_known_lens else 0.0,
+                                  sensor_mm=s.sensor_width),
         solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count),
         provider=prefs.execution_provider if prefs else "AUTO",
         cpu_threads=prefs.cpu_threads if prefs else 0, mesh=s.mesh,

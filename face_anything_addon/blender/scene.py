@@ -125,7 +125,7 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
     offset = default_frame_offset(footage_path) if frame_offset is None else int(frame_offset)
     frames = blender_frames(capture, offset)
     background = None if footage_path is None else cam.find_background(footage_path)
-    fit = cam.fit_camera(capture.camera, capture.footage_size)
+    fit = cam.fit_camera(capture.camera, capture.footage_size, cam.sensor_of(capture))
     keep = markers.select_markers(list(capture.marker_names), marker_filter)
     name = capture.footage_name
     pc2_tmp = None

@@ -58,6 +58,11 @@ class PipelineSettings:
     # (training.evaluate: the bundled model's focal length is 21 % short on whole frames,
     # under half the truth on crops)
     camera_from_whole_frames: bool = True
+    # a known lens: focal length in mm (0: the network's prediction) on a sensor of sensor_mm
+    # along the frame's longer side (36: a full-frame still camera, or 35 mm equivalent);
+    # the shot camera is then that focal length, principal point at the frame's centre
+    lens_mm: float = 0.0
+    sensor_mm: float = 36.0
     face_threshold: float = 0.5
     pipelined: bool = True  # the network runs in its own thread while the next window is prepared
 
@@ -250,7 +255,11 @@ class Pipeline:
         self.cancelled = False
         self._focals: list[np.ndarray] = []  # fx, fy, cx, cy of each predicted frame
         self._whole_focals: list[np.ndarray] = []  # the same on whole frames (see shot_intrinsics)
+        self._footage_size: tuple[int, int] | None = None
         s = self.settings
+        if not (s.lens_mm >= 0 and s.sensor_mm > 0 and np.isfinite([s.lens_mm, s.sensor_mm]).all()):
+            raise PipelineError(f"a known lens needs a focal length of 0 mm or more (0: predict it; "
+                                f"got {s.lens_mm}) and a sensor size above 0 mm (got {s.sensor_mm})")
         if not 1 <= s.window <= self.model.max_window:
             raise PipelineError(f"frames per window must be 1 to {self.model.max_window} for this "
                                 f"model (got {s.window})")
@@ -398,7 +407,7 @@ class Pipeline:
                 raise PipelineError(f"face box {s.face_region} is empty: give (x0, y0, x1, y1) "
                                     f"with x1 > x0 and y1 > y0, in footage pixels")
             out_size = self._crop_size(x1 - x0, y1 - y0, longest)
-            if s.shot_focal and s.camera_from_whole_frames:
+            if s.shot_focal and s.camera_from_whole_frames and not s.lens_mm:
                 self._camera_pass(frames)
                 if self.cancelled:
                     return
@@ -509,6 +518,7 @@ class Pipeline:
     def _frame_prediction(self, prepared: _Prepared, out, i, scale) -> FramePrediction:
         k = prepared.crop.to_footage_intrinsics(out["intrinsics"][i])
         self._focals.append(_focal_row(k))
+        self._footage_size = prepared.size
         return FramePrediction(
             number=prepared.number, footage_size=prepared.size, crop=prepared.crop,
             depth=out["depth"][i] * scale if scale != 1.0 else out["depth"][i],
@@ -521,7 +531,13 @@ class Pipeline:
         frames) of the whole-frame predictions (`camera_from_whole_frames`: the detection
         pass's frames where it found a face, or with a hand-drawn box the camera pass's first
         window), else of the per-frame predictions on their crops. Available once frames have
-        been predicted."""
+        been predicted. With a known lens (`lens_mm`), that lens, centred on the frame."""
+        if self.settings.lens_mm:
+            if self._footage_size is None:
+                raise PipelineError("no frame has been predicted yet")
+            w, h = self._footage_size
+            f = self.settings.lens_mm / self.settings.sensor_mm * max(w, h)
+            return np.array([[f, 0, w / 2.0], [0, f, h / 2.0], [0, 0, 1.0]])
         rows = self._whole_focals if self.settings.camera_from_whole_frames else []
         rows = rows or self._focals
         if not rows:
@@ -530,5 +546,7 @@ class Pipeline:
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
 
     def camera_for(self, prediction: FramePrediction) -> np.ndarray:
-        """The intrinsics to use for a frame: the shot's or the frame's, per the settings."""
-        return self.shot_intrinsics() if self.settings.shot_focal else prediction.intrinsics
+        """The intrinsics to use for a frame: the shot's or the frame's, per the settings (a
+        known lens is the shot's)."""
+        s = self.settings
+        return self.shot_intrinsics() if s.shot_focal or s.lens_mm else prediction.intrinsics

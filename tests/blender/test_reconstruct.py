@@ -12,6 +12,7 @@ pytest.importorskip("onnx")
 
 from face_anything_addon.blender.footage import open_footage  # noqa: E402
 from face_anything_addon.blender.job import ReconstructJob  # noqa: E402
+from face_anything_addon.core.capture import Capture  # noqa: E402
 from face_anything_addon.core.capture_run import CaptureSettings  # noqa: E402
 from face_anything_addon.core.pipeline import PipelineSettings  # noqa: E402
 from tests.blender.footage_helpers import (  # noqa: E402
@@ -119,8 +120,11 @@ def test_operator_builds_replaces_and_refuses_bad_input(addon_from_source, empty
     counts = (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.actions))
     assert list((tmp_path / "cache").glob("*.capture.npz"))
 
+    s.use_known_lens, s.lens, s.sensor_width = True, 85.0, 24.0
     assert bpy.ops.faceanything.reconstruct() == {"FINISHED"}  # again: replaces
     assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.actions)) == counts
+    assert bpy.context.scene.camera.data.lens == pytest.approx(85.0)  # the lens it was shot with
+    assert bpy.context.scene.camera.data.sensor_width == pytest.approx(24.0)
     assert "user's own" in bpy.data.objects
 
     before = (len(bpy.data.objects), len(bpy.data.collections))
@@ -159,12 +163,19 @@ def test_command_line(sequence, model, tmp_path, capsys):
 
     out = tmp_path / "out"
     code = cli.main([str(sequence), "-o", str(out), "--model", str(model), "--resolution", "84",
-                     "--provider", "CPU", "--markers", "4", "--name", "shot"])
+                     "--provider", "CPU", "--markers", "4", "--name", "shot", "--lens", "35",
+                     "--sensor", "24"])
     assert code == 0, capsys.readouterr().err
+    capture = Capture.load(out / "shot.capture.npz")  # the lens given is the shot's camera
+    w, h = capture.footage_size
+    assert capture.camera[0, 0] == pytest.approx(35 / 24 * max(w, h))
+    assert bpy.context.scene.camera.data.lens == pytest.approx(35.0)
     for name in ("shot.blend", "shot.abc", "shot_markers.csv", "shot_markers.json",
                  "shot.capture.npz", "shot_preview.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     err = capsys.readouterr().err
     assert "6 frames" in err and "] 6 frames solved" in err and err.count("\n") < 40
     assert cli.main([str(tmp_path / "missing"), "-o", str(out)]) == 2
+    assert cli.main([str(sequence), "-o", str(out), "--lens", "-35"]) == 2
+    assert "--lens must be 0 or more" in capsys.readouterr().err
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2

@@ -178,15 +178,18 @@ def built(empty_file, capture, tmp_path):
 
 # ---------------------------------------------------------------------------------- camera
 
-@pytest.mark.parametrize("matrix, size", [
-    (K, SIZE),  # fx > fy, off-centre principal point
-    ([[900.0, 0, 612.0], [0, 960.0, 377.5], [0, 0, 1]], (1280, 720)),  # fx < fy
-    ([[1500.0, 0, 530.0], [0, 1500.0, 975.0], [0, 0, 1]], (1080, 1920)),  # portrait
-    ([[800.0, 0, 310.0], [0, 700.0, 500.0], [0, 0, 1]], (640, 1000)),  # portrait, fx > fy
+@pytest.mark.parametrize("matrix, size, sensor", [
+    (K, SIZE, 36.0),  # fx > fy, off-centre principal point
+    ([[900.0, 0, 612.0], [0, 960.0, 377.5], [0, 0, 1]], (1280, 720), 36.0),  # fx < fy
+    ([[1500.0, 0, 530.0], [0, 1500.0, 975.0], [0, 0, 1]], (1080, 1920), 36.0),  # portrait
+    ([[800.0, 0, 310.0], [0, 700.0, 500.0], [0, 0, 1]], (640, 1000), 36.0),  # portrait, fx > fy
+    (K, SIZE, 23.5),  # a known lens on a Super 35 sensor
+    ([[1500.0, 0, 540.0], [0, 1500.0, 960.0], [0, 0, 1]], (1080, 1920), 6.17),  # a phone's
 ])
-def test_camera_projects_like_the_capture_matrix(empty_file, matrix, size):
+def test_camera_projects_like_the_capture_matrix(empty_file, matrix, size, sensor):
     matrix = np.array(matrix)
-    fit = cam.fit_camera(matrix, size)
+    fit = cam.fit_camera(matrix, size, sensor)
+    assert max(fit.sensor_width, fit.sensor_height) == pytest.approx(sensor)
     scene = bpy.context.scene
     data = bpy.data.cameras.new("c")
     cam.apply_camera(data, fit)
@@ -225,6 +228,25 @@ def test_build_sets_camera_scene_and_names(built, capture):
     assert sorted(m.name for m in obs["markers"]) == sorted(MARKERS)
     assert coll[result.CAPTURE_PATH].endswith("shot.capture.npz")
     assert coll[result.STORAGE] == "SHAPE_KEYS"
+
+
+def test_a_known_lens_is_the_cameras_lens_on_its_sensor(empty_file, capture, tmp_path):
+    """A capture shot with a known lens (50 mm on a 23.5 mm sensor): the camera shows that lens
+    and sensor; a capture without one keeps the 36 mm sensor."""
+    from dataclasses import replace
+
+    w, h = capture.footage_size
+    f = 50.0 / 23.5 * max(w, h)
+    known = replace(capture, camera=np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]]),
+                    settings={**capture.settings,
+                              "pipeline": {"lens_mm": 50.0, "sensor_mm": 23.5}})
+    coll = sc.build_scene(bpy.context, known, capture_path=tmp_path / "known.capture.npz")
+    data = objects_of(coll)["camera"].data
+    assert data.lens == pytest.approx(50.0) and data.sensor_width == pytest.approx(23.5)
+    assert (data.shift_x, data.shift_y) == pytest.approx((0.0, 0.0))
+    assert cam.sensor_of(capture) == cam.SENSOR_MM
+    predicted = replace(capture, settings={"pipeline": {"lens_mm": 0.0, "sensor_mm": 23.5}})
+    assert cam.sensor_of(predicted) == cam.SENSOR_MM  # the sensor only goes with a known lens
 
 
 # ---------------------------------------------------------------------------------- the face

@@ -153,6 +153,29 @@ def test_the_shot_camera_comes_from_the_whole_frames_when_the_face_is_found(tmp_
     assert boxed.shot_intrinsics()[0, 0] == pytest.approx(70, rel=0.02)
 
 
+def test_a_known_lens_is_the_shot_camera(tmp_path):
+    """50 mm on a 36 mm sensor over the 160-pixel-wide frames: f = 222.2 px, centred; no camera
+    pass is run for it, and it is every frame's camera even with per-frame focal lengths."""
+    frames = disc_footage(range(3))
+    settings = PipelineSettings(face_region=(20, 30, 90, 100), resolution=28, lens_mm=50.0)
+    pipe = Pipeline(session_for(tmp_path), settings)
+    preds = list(pipe.run(frames))
+    f = 50.0 / 36.0 * 160
+    np.testing.assert_allclose(pipe.shot_intrinsics(), [[f, 0, 80], [0, f, 60], [0, 0, 1]])
+    assert pipe._whole_focals == []  # the network was not asked for the lens
+    assert preds[0].intrinsics[0, 0] == pytest.approx(70, rel=0.02)  # its own guess, kept
+    settings.shot_focal = False
+    np.testing.assert_array_equal(pipe.camera_for(preds[0]), pipe.shot_intrinsics())
+    # portrait footage: the sensor spans the longer side, the height
+    tall = Pipeline(pipe.session, PipelineSettings(face_region="full", resolution=28,
+                                                   lens_mm=24.0, sensor_mm=12.0))
+    list(tall.run(disc_footage(range(1), width=90, height=150)))
+    np.testing.assert_allclose(tall.shot_intrinsics()[:2, :2], np.eye(2) * 300.0)
+    for bad in ({"lens_mm": -5.0}, {"sensor_mm": 0.0}, {"lens_mm": float("nan")}):
+        with pytest.raises(PipelineError, match="known lens"):
+            Pipeline(pipe.session, PipelineSettings(**bad))
+
+
 def test_progress_and_cancellation_within_one_window(tmp_path):
     cancel = threading.Event()
     seen = []
