@@ -24,6 +24,9 @@ compared with the true mesh of that frame:
   relative-depth model's capture infers from the template), and `distance_rel`: the captured
   head centre's distance over the true one, minus 1;
 - `no_face`: the share of clips the capture refused (no face found, or no vertex matched).
+
+`--known-lens` captures each clip as an animator who knows the lens would (`PipelineSettings.
+lens_mm`, from the clip's true focal length) instead of with the network's estimate of it.
 """
 from __future__ import annotations
 
@@ -76,9 +79,10 @@ def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list
     return wins
 
 
-def capture_clip(model: Path, images: np.ndarray, threads: int):
+def capture_clip(model: Path, images: np.ndarray, threads: int, lens_mm: float = 0.0):
     """The add-on's capture of one clip (S, 3, H, W) in [0, 1], or None when the capture
-    refuses it (no face found, or no template vertex matched in any frame)."""
+    refuses it (no face found, or no template vertex matched in any frame). `lens_mm` > 0: the
+    lens is known (focal length in mm on a 36 mm sensor along the longer side)."""
     from face_anything_addon.core.capture_run import CaptureSettings, run_capture
     from face_anything_addon.core.contract import describe_model
     from face_anything_addon.core.frames import Frame
@@ -89,7 +93,8 @@ def capture_clip(model: Path, images: np.ndarray, threads: int):
     frames = [Frame(i, np.ascontiguousarray(images[i].transpose(1, 2, 0), np.float32))
               for i in range(s)]
     window = min(s, describe_model(model).max_window)
-    settings = CaptureSettings(pipeline=PipelineSettings(window=window, pipelined=False),
+    settings = CaptureSettings(pipeline=PipelineSettings(window=window, pipelined=False,
+                                                         lens_mm=lens_mm, sensor_mm=36.0),
                                provider="CPU", cpu_threads=threads)
     try:
         return run_capture(frames, footage_name="validation", footage_size=(w, h), fps=30.0,
@@ -114,11 +119,19 @@ def frame_metrics(got: np.ndarray, true: np.ndarray, seen: np.ndarray,
     return {k: float(v) for k, v in row.items()}
 
 
-def score(model: Path, windows: list[dict], threads: int = 0) -> dict[str, float]:
+def true_lens_mm(window: dict) -> float:
+    """A clip's true focal length as mm on a 36 mm sensor along the frame's longer side."""
+    _, _, h, w = np.shape(window["images"])
+    return float(np.median(np.asarray(window["intrinsics"])[..., 0, 0])) / max(w, h) * 36.0
+
+
+def score(model: Path, windows: list[dict], threads: int = 0,
+          known_lens: bool = False) -> dict[str, float]:
     rows: dict[str, list[float]] = {}
     no_face = 0
     for win in windows:
-        capture = capture_clip(model, np.asarray(win["images"], np.float32), threads)
+        lens = true_lens_mm(win) if known_lens else 0.0
+        capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens)
         if capture is None:
             no_face += 1
             continue
@@ -146,9 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="rendered clips with the truth (.npz)")
     p.add_argument("--out", type=Path, help="also write the table here (and .json beside it)")
+    p.add_argument("--known-lens", action="store_true",
+                   help="also capture each clip with its true lens given (rows '... known lens')")
     args = p.parse_args(argv)
     wins = mesh_windows(args.size, args.window, args.count, args.cache)
-    results = {m.name: score(m, wins, args.threads) for m in args.models}
+    results = {}
+    for m in args.models:
+        results[m.name] = score(m, wins, args.threads)
+        if args.known_lens:
+            results[f"{m.name}, known lens"] = score(m, wins, args.threads, known_lens=True)
     text = table(results)
     print(text, end="")
     if args.out:

@@ -91,6 +91,13 @@ def test_score_pairs_each_captured_frame_with_its_truth(monkeypatch):
     assert res["size_log2"] == pytest.approx(np.log2(0.9), abs=1e-6)
     expected = np.mean([1000 * aligned_error(rest, truth[i])[0].mean() for i in (1, 0)])
     assert res["neutral_mm"] == pytest.approx(expected, rel=1e-5)
+    # with the lens known, each clip is captured with its true focal length as mm (36 mm wide)
+    lenses = []
+    monkeypatch.setattr(em, "capture_clip", lambda m, im, t, lens: lenses.append(lens))
+    k = np.array([[12.0, 0, 4], [0, 12.0, 4], [0, 0, 1]])
+    em.score("model.onnx", [{**clip, "intrinsics": np.stack([k, k])}], known_lens=True)
+    em.score("model.onnx", [clip])
+    assert lenses == [pytest.approx(12.0 / 8 * 36), 0.0]
 
 
 def test_the_capture_path_runs_and_refuses_what_it_cannot_capture(tmp_path):
