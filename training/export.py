@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         from .network.weights import WeightsError, load_onnx_weights
         if not a.config:
             raise SystemExit(f"{a.checkpoint.name}: to export an .onnx file again, name its "
-                             f"network config with --config (the bundled model's: cpu-tiny)")
+                             f"network config with --config (the bundled model's: cpu-deep)")
         try:
             model = load_onnx_weights(a.checkpoint, get_config(a.config))
             source = describe_model(a.checkpoint)

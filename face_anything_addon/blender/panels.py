@@ -55,11 +55,18 @@ class _FaceAnythingPanel:
         col.prop(settings, "face_region")
         if settings.face_region == "BOX":
             col.prop(settings, "face_box")
-        col.prop(settings, "use_known_lens")
-        if settings.use_known_lens:
+        col.prop(settings, "lens_source")
+        if settings.lens_source == "KNOWN":
             row = col.row(align=True)
             row.prop(settings, "lens")
             row.prop(settings, "sensor_width")
+        elif settings.lens_source == "CLIP":
+            if clip is None:
+                col.label(text="Needs footage from the Movie Clip Editor", icon="ERROR")
+            else:
+                camera = clip.tracking.camera
+                col.label(text=f"{camera.focal_length:g} mm on a {camera.sensor_width:g} mm sensor",
+                          icon="CAMERA_DATA")
         col.prop(settings, "mesh")
         if settings.mesh == "REFERENCE":
             col.prop(settings, "reference_frame")

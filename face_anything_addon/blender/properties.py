@@ -34,10 +34,13 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
                ("BOX", "Box", "A fixed box in footage pixels")))
     face_box: FloatVectorProperty(name="Box", size=4, default=(0, 0, 512, 512),
                                   description="x0, y0, x1, y1 in footage pixels (top left 0, 0)")
-    use_known_lens: BoolProperty(
-        name="Known Lens", default=False,
-        description="Use the focal length the footage was shot with instead of the network's "
-                    "estimate (a face alone tells the lens poorly)")
+    lens_source: EnumProperty(
+        name="Lens", default="ESTIMATE",
+        items=(("ESTIMATE", "Estimate", "The network estimates the focal length (a face alone "
+                                        "tells it poorly)"),
+               ("KNOWN", "Known", "The focal length and sensor the footage was shot with"),
+               ("CLIP", "Clip's Camera", "The Movie Clip's camera: Focal Length and Sensor Width "
+                                         "in the Movie Clip Editor's Track > Camera panel")))
     lens: FloatProperty(name="Focal Length", default=50.0, min=1.0, max=5000.0, unit="CAMERA",
                         description="Focal length of the lens the footage was shot with (mm)")
     sensor_width: FloatProperty(
@@ -83,7 +86,7 @@ def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
         pipeline=PipelineSettings(resolution=s.resolution - s.resolution % 14,
                                   window=s.window, overlap=1 if s.window > 1 else 0,
                                   face_region=region,
-                                  lens_mm=s.lens if s.use_known_lens else 0.0,
+                                  lens_mm=s.lens if s.lens_source == "KNOWN" else 0.0,
                                   sensor_mm=s.sensor_width),
         solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count),
         provider=prefs.execution_provider if prefs else "AUTO",

@@ -44,6 +44,17 @@ def _fps(context, clip) -> float:
     return render.fps / render.fps_base
 
 
+def clip_lens(background, size) -> tuple[float, float]:
+    """(focal length, sensor size along the frame's longer side) in mm from a Movie Clip's camera
+    (its sensor width spans the frame's width), or FootageError for footage that is no clip."""
+    if not isinstance(background, bpy.types.MovieClip):
+        raise FootageError("Lens: Clip's Camera needs footage from the Movie Clip Editor; choose "
+                           "Known (and give the lens) or Estimate")
+    camera = background.tracking.camera
+    w, h = size
+    return float(camera.focal_length), float(camera.sensor_width) * max(w, h) / w
+
+
 def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
     """Check everything that can be checked up front; raise FootageError / ContractError.
     clip: a Movie Clip to use as footage (default: the Movie Clip Editor's clip, if any)."""
@@ -53,6 +64,8 @@ def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
     model = _model_path(prefs)
     describe_model(model)  # a bad model file is reported now, not after the footage is read
     config = capture_settings(settings, prefs)
+    if settings.lens_source == "CLIP":
+        config.pipeline.lens_mm, config.pipeline.sensor_mm = clip_lens(background, footage.size)
     pick_frames, warnings = {}, []
     if isinstance(background, bpy.types.MovieClip) and settings.use_clip_tracks:
         picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size)

@@ -158,6 +158,27 @@ def test_clip_tracks_can_be_switched_off(addon_from_source, clip, tmp_path):
     assert vertex_markers_of(coll)[7].name == "chin" and not job.status.warnings
 
 
+def test_the_lens_can_come_from_the_clips_camera(addon_from_source, clip, tmp_path):
+    """Lens: Clip's Camera takes the clip's Focal Length and Sensor Width (the sensor spans the
+    frame's width; the capture's sensor size is along the longer side)."""
+    pytest.importorskip("onnxruntime")
+    settings = set_up(addon_from_source, tmp_path)
+    settings.lens_source = "CLIP"
+    clip.tracking.camera.sensor_width, clip.tracking.camera.focal_length = 30.0, 40.0
+    rc = addon_module(addon_from_source, "reconstruct")
+    job, _ = rc.start_job(bpy.context, clip=clip)
+    w, h = job.footage.size
+    assert job.settings.pipeline.lens_mm == pytest.approx(40.0)
+    assert job.settings.pipeline.sensor_mm == pytest.approx(30.0 * max(w, h) / w)
+    job.run()
+    assert job.capture.camera[0, 0] == pytest.approx(clip.tracking.camera.focal_length_pixels)
+    data = objects_of(rc.finish_job(bpy.context, job))["camera"].data
+    assert data.lens == pytest.approx(40.0)
+    assert (data.sensor_width if w >= h else data.sensor_height) == pytest.approx(30.0 * max(w, h) / w)
+    assert rc.clip_lens(clip, (w, h)) == pytest.approx((40.0, 30.0 * max(w, h) / w))
+    assert rc.clip_lens(clip, (60, 120)) == pytest.approx((40.0, 60.0))  # portrait: the height
+
+
 # ------------------------------------------------------------------------ markers from vertices
 
 SELECTED = [5, 40, 77]

@@ -120,7 +120,7 @@ def test_operator_builds_replaces_and_refuses_bad_input(addon_from_source, empty
     counts = (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.actions))
     assert list((tmp_path / "cache").glob("*.capture.npz"))
 
-    s.use_known_lens, s.lens, s.sensor_width = True, 85.0, 24.0
+    s.lens_source, s.lens, s.sensor_width = "KNOWN", 85.0, 24.0
     assert bpy.ops.faceanything.reconstruct() == {"FINISHED"}  # again: replaces
     assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.actions)) == counts
     assert bpy.context.scene.camera.data.lens == pytest.approx(85.0)  # the lens it was shot with
@@ -133,6 +133,10 @@ def test_operator_builds_replaces_and_refuses_bad_input(addon_from_source, empty
     with pytest.raises(RuntimeError, match="no images in"):
         bpy.ops.faceanything.reconstruct()
     s.footage_path = str(sequence)
+    s.lens_source = "CLIP"  # a path is no Movie Clip: said before anything is read
+    with pytest.raises(RuntimeError, match="Clip's Camera needs footage from the Movie Clip"):
+        bpy.ops.faceanything.reconstruct()
+    s.lens_source = "ESTIMATE"
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model")
     prefs.model_path = str(bad)
