@@ -27,6 +27,8 @@ from .network.shift import ShiftAveraged
 
 OUTPUTS = ("depth", "depth_conf", "canonical", "canonical_conf", "intrinsics", "mask")
 CANONICAL_SPACE = "makehuman-hm08-head-v1"
+# the metadata name when neither --name nor the .onnx being exported again names the model
+DEFAULT_NAME = "Face Anything model (synthetic MakeHuman faces)"
 TEMPLATE = (Path(__file__).resolve().parents[1] / "face_anything_addon" / "assets"
             / "template_makehuman_v1.npz")
 # Parity tolerances, ONNX Runtime vs torch on the same input (fp32 / fp16 exports): maximum
@@ -159,8 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-window", type=int, default=8)
     p.add_argument("--name", default=None,
                    help="the name in the file's metadata (default: for an .onnx CHECKPOINT the "
-                        "name that file declares, else 'Face Anything CPU-tiny (synthetic "
-                        "MakeHuman faces)')")
+                        f"name that file declares, else '{DEFAULT_NAME}')")
     p.add_argument("--license", default="GPL-3.0-or-later")
     p.add_argument("--no-parity", action="store_true")
     p.add_argument("--mirror-average", action="store_true",
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         model = ShiftAveraged(model).eval()
     size = a.input_size or int(ckpt.get("size", 224))
     export(model, a.output, size, fp16=a.fp16, fixed_size=a.fixed_size, max_window=a.max_window,
-           name=a.name or "Face Anything CPU-tiny (synthetic MakeHuman faces)", license_=a.license, depth_units=a.depth_units or "metric")
+           name=a.name or DEFAULT_NAME, license_=a.license,
+           depth_units=a.depth_units or "metric")
     check(a.output)
     print(f"size: {a.output.stat().st_size / 1e6:.2f} MB")
     if not a.no_parity:

@@ -32,7 +32,8 @@ _RELIEF = "--loss depth=0.05 --loss depth_relief=1.0 --loss depth_grad=0.5"
 
 def _fine_tune_at_196(lr: str, seed: int, config: str = "cpu-tiny") -> str:
     """A fine-tuning stage at 196 x 196: fresh windows from one render process, kept in memory."""
-    return (f"{_AT_196.replace('cpu-tiny', config)} --steps 1000000 --lr {lr} --warmup 30 --workers 1 --fresh 1 --pool 4000 "
+    common = _AT_196.replace("--config cpu-tiny", f"--config {config}")
+    return (f"{common} --steps 1000000 --lr {lr} --warmup 30 --workers 1 --fresh 1 --pool 4000 "
             f"--val-every 300 --ckpt-every 100 --seed {seed} --no-pool-cache {_RELIEF}")
 
 

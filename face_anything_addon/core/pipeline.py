@@ -55,8 +55,8 @@ class PipelineSettings:
     shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
     # the shot camera from whole frames (face region auto: the detection pass's; a box: the
     # first window's): a face crop shows too little of the scene to tell the lens
-    # (training.evaluate: the bundled model's focal length is 21 % short on whole frames,
-    # under half the truth on crops)
+    # (training.evaluate: the bundled model's focal length is 24 % short on whole frames,
+    # under half the truth on crops; a known lens, below, replaces it)
     camera_from_whole_frames: bool = True
     # a known lens: focal length in mm (0: the network's prediction) on a sensor of sensor_mm
     # along the frame's longer side (36: a full-frame still camera, or 35 mm equivalent);
@@ -257,9 +257,11 @@ class Pipeline:
         self._whole_focals: list[np.ndarray] = []  # the same on whole frames (see shot_intrinsics)
         self._footage_size: tuple[int, int] | None = None
         s = self.settings
-        if not (s.lens_mm >= 0 and s.sensor_mm > 0 and np.isfinite([s.lens_mm, s.sensor_mm]).all()):
-            raise PipelineError(f"a known lens needs a focal length of 0 mm or more (0: predict it; "
-                                f"got {s.lens_mm}) and a sensor size above 0 mm (got {s.sensor_mm})")
+        lens = np.array([s.lens_mm, s.sensor_mm], np.float64)
+        if not (np.isfinite(lens).all() and lens[0] >= 0 and lens[1] > 0):
+            raise PipelineError(f"a known lens needs a focal length of 0 mm or more (0: predict "
+                                f"it; got {s.lens_mm}) and a sensor size above 0 mm (got "
+                                f"{s.sensor_mm})")
         if not 1 <= s.window <= self.model.max_window:
             raise PipelineError(f"frames per window must be 1 to {self.model.max_window} for this "
                                 f"model (got {s.window})")

@@ -174,7 +174,8 @@ def test_the_lens_can_come_from_the_clips_camera(addon_from_source, clip, tmp_pa
     assert job.capture.camera[0, 0] == pytest.approx(clip.tracking.camera.focal_length_pixels)
     data = objects_of(rc.finish_job(bpy.context, job))["camera"].data
     assert data.lens == pytest.approx(40.0)
-    assert (data.sensor_width if w >= h else data.sensor_height) == pytest.approx(30.0 * max(w, h) / w)
+    sensor = data.sensor_width if w >= h else data.sensor_height
+    assert sensor == pytest.approx(30.0 * max(w, h) / w)
     assert rc.clip_lens(clip, (w, h)) == pytest.approx((40.0, 30.0 * max(w, h) / w))
     assert rc.clip_lens(clip, (60, 120)) == pytest.approx((40.0, 60.0))  # portrait: the height
 

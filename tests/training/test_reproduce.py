@@ -75,5 +75,6 @@ def test_dry_run_prints_every_command_and_trains_nothing(tmp_path, capsys):
     reproduce(tmp_path, dry_run=True)
     printed = capsys.readouterr().out.splitlines()
     averages = sum(bool(s.average) for s in STAGES)
-    assert len(printed) == len(STAGES) + averages + 1 and printed[-1].startswith("python -m training.export")
+    assert len(printed) == len(STAGES) + averages + 1
+    assert printed[-1].startswith("python -m training.export")
     assert not any(tmp_path.iterdir())
