@@ -92,8 +92,7 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
         solver.add(prediction)
     if pipeline.cancelled:
         return None
-    known_lens = settings.pipeline.lens_mm > 0
-    camera = pipeline.shot_intrinsics() if settings.pipeline.shot_focal or known_lens else None
+    camera = pipeline.shot_intrinsics() if settings.pipeline.one_camera else None
     record = {"pipeline": asdict(settings.pipeline), "provider": session.providers[0],
               "mesh": settings.mesh, "model_path": str(model.path)}
     capture = solver.finish(camera=camera, footage_name=footage_name, footage_size=footage_size,

@@ -66,6 +66,11 @@ class PipelineSettings:
     face_threshold: float = 0.5
     pipelined: bool = True  # the network runs in its own thread while the next window is prepared
 
+    @property
+    def one_camera(self) -> bool:
+        """Whether every frame is seen through the shot camera (a known lens always is)."""
+        return self.shot_focal or self.lens_mm > 0
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -550,5 +555,4 @@ class Pipeline:
     def camera_for(self, prediction: FramePrediction) -> np.ndarray:
         """The intrinsics to use for a frame: the shot's or the frame's, per the settings (a
         known lens is the shot's)."""
-        s = self.settings
-        return self.shot_intrinsics() if s.shot_focal or s.lens_mm else prediction.intrinsics
+        return self.shot_intrinsics() if self.settings.one_camera else prediction.intrinsics
