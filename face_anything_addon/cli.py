@@ -37,6 +37,9 @@ def parse(argv):
     p.add_argument("--sensor", type=float, default=36.0, metavar="MM",
                    help="sensor size along the frame's longer side, mm, for --lens (default 36: "
                         "full frame, or a 35 mm equivalent focal length)")
+    p.add_argument("--principal", type=float, nargs=2, metavar=("X", "Y"),
+                   help="the lens's principal point for --lens, footage pixels from the top "
+                        "left (default: the frame's centre)")
     p.add_argument("--mesh", default="AUTO", choices=["AUTO", "TEMPLATE", "REFERENCE"])
     p.add_argument("--markers", type=int, default=0, help="extra evenly spread markers")
     p.add_argument("--smoothing", type=float, default=0.0, help="temporal filtering, frames")
@@ -65,10 +68,13 @@ def settings_from(args):
     if not (args.lens >= 0 and args.sensor > 0):
         raise ValueError(f"--lens must be 0 or more mm (0: estimate it) and --sensor above 0 mm, "
                          f"not {args.lens} / {args.sensor}")
+    if args.principal is not None and not args.lens:
+        raise ValueError("--principal is the principal point of a known lens; give --lens too")
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=args.resolution, window=args.window,
                                   overlap=1 if args.window > 1 else 0, face_region=region,
-                                  lens_mm=args.lens, sensor_mm=args.sensor),
+                                  lens_mm=args.lens, sensor_mm=args.sensor,
+                                  principal_px=tuple(args.principal) if args.principal else None),
         solve=SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers),
         provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
 

@@ -4,7 +4,10 @@ mask, intrinsics, and depth-scale consistency across the frames of a window.
 
 Depth is metric: the loss compares log depth (so errors are relative, about 1 % per 0.01), plus a
 relief term that compares log depth with its per-frame masked mean removed (the face's shape,
-independent of its distance), plus gradients of log depth.
+independent of its distance), plus gradients of log depth, plus (`depth_shape`, off by default)
+the evaluation's relief measure as a loss: each frame's log depth aligned to the truth by least
+squares scale and shift, its mean absolute residual over the truth's standard deviation, so that
+every frame counts alike however far its face is and however deep the network thinks it is.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class LossWeights:
     depth: float = 0.5  # absolute (metric) log depth: weaker, the focal/distance ambiguity is large
     depth_relief: float = 0.2
     depth_grad: float = 0.2
+    depth_shape: float = 0.0  # scale-and-shift invariant relief per frame, in [0, 1]
     canonical: float = 5.0
     canonical_grad: float = 2.0
     mask: float = 5.0
@@ -69,6 +73,26 @@ def frame_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (x * m).sum((-2, -1), keepdim=True) / m.sum((-2, -1), keepdim=True).clamp_min(1.0)
 
 
+def shape_loss(pred: torch.Tensor, true: torch.Tensor, m: torch.Tensor,
+               min_pixels: int = 16) -> torch.Tensor:
+    """Per frame (.., H, W): pred aligned to true by least-squares scale and shift over m, the mean
+    absolute residual over m divided by true's standard deviation there; the mean over frames
+    with at least `min_pixels` valid pixels (0 when none has). 0 for any pred = a * true + b,
+    at most 1 (the aligned residual's RMS never exceeds the std), about 0.8 for a flat pred."""
+    n = m.sum((-2, -1))
+    xc = (pred - frame_mean(pred, m)) * m
+    yc = (true - frame_mean(true, m)) * m
+    nn = n.clamp_min(1.0)
+    var_x = (xc * xc).sum((-2, -1)) / nn
+    cov = (xc * yc).sum((-2, -1)) / nn
+    scale = cov / (var_x + 1e-10)
+    residual = (scale[..., None, None] * xc - yc).abs() * m
+    std_y = ((yc * yc).sum((-2, -1)) / nn + 1e-12).sqrt()
+    per_frame = residual.sum((-2, -1)) / nn / std_y
+    keep = (n >= min_pixels).float()
+    return (per_frame * keep).sum() / keep.sum().clamp_min(1.0)
+
+
 def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                 w: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
     """All loss terms (and their weighted sum under 'total') for one batch.
@@ -85,6 +109,7 @@ def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     rel_true = log_true - frame_mean(log_true, valid)
     terms["depth_relief"] = masked_mean((rel_pred - rel_true).abs(), valid) / w.relief_scale
     terms["depth_grad"] = gradient_loss(log_pred, log_true, valid) / w.relief_scale
+    terms["depth_shape"] = shape_loss(log_pred, log_true, valid)
     c_err = (out["canonical"] - batch["canonical"]).norm(dim=-1) / w.canonical_scale
     terms["canonical"] = confidence_regression(c_err, out["canonical_conf"], m, w.alpha)
     terms["canonical_grad"] = gradient_loss(out["canonical"], batch["canonical"], m) / w.canonical_scale
@@ -99,6 +124,7 @@ def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     else:
         terms["consistency"] = log_pred.new_zeros(())
     weights = {"depth": w.depth, "depth_relief": w.depth_relief, "depth_grad": w.depth_grad,
+               "depth_shape": w.depth_shape,
                "canonical": w.canonical, "canonical_grad": w.canonical_grad, "mask": w.mask,
                "intrinsics": w.intrinsics, "consistency": w.consistency}
     terms["total"] = sum(weights[k] * v for k, v in terms.items())

@@ -3,6 +3,7 @@
 scene built (one undo step) only when everything succeeded."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
@@ -44,15 +45,49 @@ def _fps(context, clip) -> float:
     return render.fps / render.fps_base
 
 
-def clip_lens(background, size) -> tuple[float, float]:
-    """(focal length, sensor size along the frame's longer side) in mm from a Movie Clip's camera
-    (its sensor width spans the frame's width), or FootageError for footage that is no clip."""
+# the distortion coefficients of each of the Movie Clip camera's models
+_DISTORTION = {"POLYNOMIAL": ("k1", "k2", "k3"), "DIVISION": ("division_k1", "division_k2"),
+               "NUKE": ("nuke_k1", "nuke_k2"),
+               "BROWN": ("brown_k1", "brown_k2", "brown_k3", "brown_k4", "brown_p1", "brown_p2")}
+
+
+@dataclass(frozen=True)
+class ClipLens:
+    """A Movie Clip's camera as the capture uses it, and what of it the capture cannot use."""
+
+    focal_mm: float
+    sensor_mm: float  # along the frame's longer side
+    principal_px: tuple[float, float]  # footage pixels, y down
+    warnings: list[str]
+
+
+def clip_lens(background, size) -> ClipLens:
+    """The lens of a Movie Clip's camera (Track > Camera): focal length, sensor width (which spans
+    the frame's width; the capture's sensor size is along the longer side) and principal point;
+    warnings for lens distortion and non-square pixels, which the capture does not undo. A
+    FootageError for footage that is no clip."""
     if not isinstance(background, bpy.types.MovieClip):
         raise FootageError("Lens: Clip's Camera needs footage from the Movie Clip Editor; choose "
                            "Known (and give the lens) or Estimate")
     camera = background.tracking.camera
     w, h = size
-    return float(camera.focal_length), float(camera.sensor_width) * max(w, h) / w
+    px, py = camera.principal_point_pixels  # the clip's pixels, y up from the bottom
+    clip_w, clip_h = background.size
+    principal = (float(px) * w / clip_w, h - float(py) * h / clip_h) if clip_w and clip_h \
+        else (w / 2.0, h / 2.0)
+    warnings = []
+    model = camera.distortion_model
+    bent = {k: getattr(camera, k) for k in _DISTORTION.get(model, ()) if getattr(camera, k)}
+    if bent:
+        values = ", ".join(f"{k} {v:g}" for k, v in bent.items())
+        warnings.append(f"Clip's Camera: the clip's lens distortion ({model.title()}: {values}) "
+                        "is not undone; the face is solved on the footage as it is, through an "
+                        "undistorted lens. Undistort the footage first for exact geometry")
+    if abs(camera.pixel_aspect - 1.0) > 1e-6:
+        warnings.append(f"Clip's Camera: the clip's pixel aspect {camera.pixel_aspect:g} is not "
+                        "used; the capture takes the footage's pixels as square")
+    return ClipLens(float(camera.focal_length), float(camera.sensor_width) * max(w, h) / w,
+                    principal, warnings)
 
 
 def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
@@ -64,12 +99,15 @@ def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
     model = _model_path(prefs)
     describe_model(model)  # a bad model file is reported now, not after the footage is read
     config = capture_settings(settings, prefs)
-    if settings.lens_source == "CLIP":
-        config.pipeline.lens_mm, config.pipeline.sensor_mm = clip_lens(background, footage.size)
     pick_frames, warnings = {}, []
+    if settings.lens_source == "CLIP":
+        lens = clip_lens(background, footage.size)
+        config.pipeline.lens_mm, config.pipeline.sensor_mm = lens.focal_mm, lens.sensor_mm
+        config.pipeline.principal_px = lens.principal_px
+        warnings += lens.warnings
     if isinstance(background, bpy.types.MovieClip) and settings.use_clip_tracks:
         picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size)
-        warnings = [clip_picks.warning(name, why) for name, why in left_out.items()]
+        warnings += [clip_picks.warning(name, why) for name, why in left_out.items()]
         pick_frames = clip_picks.read_frames(background, {p.frame for p in picks})
         config.pixel_picks = picks
     job = ReconstructJob(footage, config, model, fps=_fps(context, background),

@@ -63,6 +63,8 @@ class PipelineSettings:
     # the shot camera is then that focal length, principal point at the frame's centre
     lens_mm: float = 0.0
     sensor_mm: float = 36.0
+    # a known lens's principal point (x, y) in footage pixels, y down (None: the frame's centre)
+    principal_px: tuple[float, float] | None = None
     face_threshold: float = 0.5
     pipelined: bool = True  # the network runs in its own thread while the next window is prepared
 
@@ -267,6 +269,10 @@ class Pipeline:
             raise PipelineError(f"a known lens needs a focal length of 0 mm or more (0: predict "
                                 f"it; got {s.lens_mm}) and a sensor size above 0 mm (got "
                                 f"{s.sensor_mm})")
+        if s.principal_px is not None and not (len(s.principal_px) == 2 and
+                                               np.isfinite(np.asarray(s.principal_px, float)).all()):
+            raise PipelineError(f"a known lens's principal point must be two numbers, x and y in "
+                                f"footage pixels (got {s.principal_px})")
         if not 1 <= s.window <= self.model.max_window:
             raise PipelineError(f"frames per window must be 1 to {self.model.max_window} for this "
                                 f"model (got {s.window})")
@@ -538,13 +544,15 @@ class Pipeline:
         frames) of the whole-frame predictions (`camera_from_whole_frames`: the detection
         pass's frames where it found a face, or with a hand-drawn box the camera pass's first
         window), else of the per-frame predictions on their crops. Available once frames have
-        been predicted. With a known lens (`lens_mm`), that lens, centred on the frame."""
+        been predicted. With a known lens (`lens_mm`), that lens, on its principal point
+        (`principal_px`, else the frame's centre)."""
         if self.settings.lens_mm:
             if self._footage_size is None:
                 raise PipelineError("no frame has been predicted yet")
             w, h = self._footage_size
             f = self.settings.lens_mm / self.settings.sensor_mm * max(w, h)
-            return np.array([[f, 0, w / 2.0], [0, f, h / 2.0], [0, 0, 1.0]])
+            cx, cy = self.settings.principal_px or (w / 2.0, h / 2.0)
+            return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
         rows = self._whole_focals if self.settings.camera_from_whole_frames else []
         rows = rows or self._focals
         if not rows:

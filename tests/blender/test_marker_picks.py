@@ -159,25 +159,42 @@ def test_clip_tracks_can_be_switched_off(addon_from_source, clip, tmp_path):
 
 
 def test_the_lens_can_come_from_the_clips_camera(addon_from_source, clip, tmp_path):
-    """Lens: Clip's Camera takes the clip's Focal Length and Sensor Width (the sensor spans the
-    frame's width; the capture's sensor size is along the longer side)."""
+    """Lens: Clip's Camera takes the clip's Focal Length, Sensor Width (the sensor spans the
+    frame's width; the capture's sensor size is along the longer side) and principal point
+    (Blender's: pixels up from the bottom; the capture's: down from the top)."""
     pytest.importorskip("onnxruntime")
     settings = set_up(addon_from_source, tmp_path)
     settings.lens_source = "CLIP"
-    clip.tracking.camera.sensor_width, clip.tracking.camera.focal_length = 30.0, 40.0
+    camera = clip.tracking.camera
+    camera.sensor_width, camera.focal_length = 30.0, 40.0
+    camera.principal_point = (0.25, 0.5)  # right of and above the centre
     rc = addon_module(addon_from_source, "reconstruct")
     job, _ = rc.start_job(bpy.context, clip=clip)
     w, h = job.footage.size
     assert job.settings.pipeline.lens_mm == pytest.approx(40.0)
     assert job.settings.pipeline.sensor_mm == pytest.approx(30.0 * max(w, h) / w)
     job.run()
-    assert job.capture.camera[0, 0] == pytest.approx(clip.tracking.camera.focal_length_pixels)
+    assert job.capture.camera[0, 0] == pytest.approx(camera.focal_length_pixels)
+    np.testing.assert_allclose(job.capture.camera[:2, 2], [w * 0.625, h * 0.25])
+    assert not job.status.warnings  # no distortion, square pixels
     data = objects_of(rc.finish_job(bpy.context, job))["camera"].data
     assert data.lens == pytest.approx(40.0)
     sensor = data.sensor_width if w >= h else data.sensor_height
     assert sensor == pytest.approx(30.0 * max(w, h) / w)
-    assert rc.clip_lens(clip, (w, h)) == pytest.approx((40.0, 30.0 * max(w, h) / w))
-    assert rc.clip_lens(clip, (60, 120)) == pytest.approx((40.0, 60.0))  # portrait: the height
+    assert data.shift_x < 0 and data.shift_y < 0  # the view window moved left and down
+    lens = rc.clip_lens(clip, (w, h))
+    assert (lens.focal_mm, lens.sensor_mm) == pytest.approx((40.0, 30.0 * max(w, h) / w))
+    assert rc.clip_lens(clip, (60, 120)).sensor_mm == pytest.approx(60.0)  # portrait: the height
+    # what the capture does not undo is said, not silently dropped
+    camera.k1, camera.pixel_aspect = -0.05, 2.0
+    warnings = rc.clip_lens(clip, (w, h)).warnings
+    assert len(warnings) == 2 and "Polynomial: k1 -0.05" in warnings[0] and \
+        "pixel aspect 2" in warnings[1]
+    camera.distortion_model = "BROWN"  # another model's coefficients are what count now
+    camera.brown_p1 = 0.01
+    assert "Brown: brown_p1 0.01" in rc.clip_lens(clip, (w, h)).warnings[0]
+    job, _ = rc.start_job(bpy.context, clip=clip)
+    assert len(job.status.warnings) == 2
 
 
 # ------------------------------------------------------------------------ markers from vertices

@@ -168,12 +168,15 @@ def test_command_line(sequence, model, tmp_path, capsys):
     out = tmp_path / "out"
     code = cli.main([str(sequence), "-o", str(out), "--model", str(model), "--resolution", "84",
                      "--provider", "CPU", "--markers", "4", "--name", "shot", "--lens", "35",
-                     "--sensor", "24"])
+                     "--sensor", "24", "--principal", "30", "20"])
     assert code == 0, capsys.readouterr().err
     capture = Capture.load(out / "shot.capture.npz")  # the lens given is the shot's camera
     w, h = capture.footage_size
     assert capture.camera[0, 0] == pytest.approx(35 / 24 * max(w, h))
+    np.testing.assert_allclose(capture.camera[:2, 2], [30, 20])  # on its principal point
     assert bpy.context.scene.camera.data.lens == pytest.approx(35.0)
+    # the optical axis left of and above the centre: the view window shifted right and down
+    assert bpy.context.scene.camera.data.shift_x > 0 > bpy.context.scene.camera.data.shift_y
     for name in ("shot.blend", "shot.abc", "shot_markers.csv", "shot_markers.json",
                  "shot.capture.npz", "shot_preview.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -182,4 +185,6 @@ def test_command_line(sequence, model, tmp_path, capsys):
     assert cli.main([str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert cli.main([str(sequence), "-o", str(out), "--lens", "-35"]) == 2
     assert "--lens must be 0 or more" in capsys.readouterr().err
+    assert cli.main([str(sequence), "-o", str(out), "--principal", "30", "20"]) == 2
+    assert "give --lens too" in capsys.readouterr().err
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2

@@ -174,6 +174,12 @@ def test_a_known_lens_is_the_shot_camera(tmp_path):
     for bad in ({"lens_mm": -5.0}, {"sensor_mm": 0.0}, {"lens_mm": float("nan")}):
         with pytest.raises(PipelineError, match="known lens"):
             Pipeline(pipe.session, PipelineSettings(**bad))
+    # a principal point of its own (a calibrated lens, or the Movie Clip's camera)
+    settings.principal_px = (70.5, 66.0)
+    np.testing.assert_allclose(pipe.shot_intrinsics()[:2, 2], [70.5, 66.0])
+    for bad in ((1.0,), (float("inf"), 3.0)):
+        with pytest.raises(PipelineError, match="principal point"):
+            Pipeline(pipe.session, PipelineSettings(lens_mm=50.0, principal_px=bad))
 
 
 def test_progress_and_cancellation_within_one_window(tmp_path):

@@ -17,7 +17,7 @@ from standin_faces import standin_source  # noqa: E402
 from training.evaluate import (  # noqa: E402
     BlurredTruth, ResolutionFloor, depth_metrics, evaluate, masked_blur, relief_error, resize,
     resize_from_mask)
-from training.losses import LossWeights, face_losses  # noqa: E402
+from training.losses import LossWeights, face_losses, shape_loss  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.train import (  # noqa: E402
     collate, load_model, normalise, pack, parse_args, take, train)
@@ -65,6 +65,36 @@ def test_losses_are_small_for_the_truth_and_large_for_noise():
     assert float(bad["canonical"]) == pytest.approx(0.1 * 3 ** 0.5 / 0.5, rel=1e-3)
     assert float(bad["depth"]) == pytest.approx(np.log(1.2) / 0.2, rel=1e-3)
     assert float(bad["depth_relief"]) < 1e-4  # a pure scale keeps the face's shape
+    assert float(bad["depth_shape"]) < 1e-4
+
+
+def test_shape_loss_scores_the_face_s_shape_whatever_its_scale_shift_or_size():
+    rng = np.random.default_rng(0)
+    true = torch.tensor(rng.normal(size=(2, 3, 20, 20)), dtype=torch.float32)
+    m = torch.zeros(2, 3, 20, 20)
+    m[..., 4:16, 4:16] = 1
+    m[1, 2] = 0
+    m[1, 2, :3, :3] = 1  # 9 pixels: too few to count
+    assert float(shape_loss(true, true, m)) < 1e-5
+    # any positive or negative scale and any shift of the truth is a perfect shape
+    assert float(shape_loss(-0.3 * true + 5.0, true, m)) < 1e-5
+    # a frame's score does not depend on how deep its face is: the truth x 0.01 scores alike
+    noisy = true + 0.5 * torch.tensor(rng.normal(size=true.shape), dtype=torch.float32)
+    assert float(shape_loss(noisy * 0.01, true * 0.01, m)) == pytest.approx(
+        float(shape_loss(noisy, true, m)), rel=1e-4)
+    flat = float(shape_loss(torch.zeros_like(true), true, m))
+    assert 0.7 < flat <= 1.0  # mean |x| / std of a normal: about 0.8
+    # outside the mask nothing counts
+    outside = true + 100 * (1 - m)
+    assert float(shape_loss(outside, true, m)) < 1e-5
+    # with no frame big enough it is 0, and it has a gradient that improves the shape
+    assert float(shape_loss(noisy, true, torch.zeros_like(m))) == 0.0
+    x = noisy.clone().requires_grad_(True)
+    before = shape_loss(x, true, m)
+    before.backward()
+    with torch.no_grad():
+        after = shape_loss(x - 0.5 * x.grad / x.grad.abs().max(), true, m)
+    assert float(after) < float(before.detach())
 
 
 def _args(tmp_path, steps, *extra):
@@ -280,6 +310,7 @@ def test_replay_trains_on_an_earlier_runs_windows_without_rendering(tmp_path):
     # the overridden weights are the ones the step's total was made with
     w = LossWeights(depth=0.05, depth_relief=1.0)
     total = sum(getattr(w, k) * record[k] for k in ("depth", "depth_relief", "depth_grad",
+                                                    "depth_shape",
                                                     "canonical", "canonical_grad", "mask",
                                                     "intrinsics", "consistency"))
     assert record["total"] == pytest.approx(total, abs=2e-3)
