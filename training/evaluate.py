@@ -32,7 +32,8 @@ resolution can score), `--blurred SIGMA` the truth blurred by SIGMA pixels insid
 - mask_iou: predicted mask > 0.5 vs truth (mean over frames); mask_iou_large / mask_iou_small:
   the same over frames whose true face covers at least / less than SMALL_FACE (2 %) of the
   frame (a face of about 36 x 36 pixels at 256: the validation split has faces down to
-  0.3 %, where a model at 140-196 px input sees a face of about 10 pixels);
+  0.3 %, where a model at 140-196 px input sees a face of about 10 pixels); relief_large /
+  relief_small: relief split the same way;
 - fps: frames per second of the model alone in ONNX Runtime at its input size.
 `--baseline` also scores a trivial predictor (constant depth, mean canonical, centre-ellipse mask).
 `--capture` also scores each model as the add-on's capture runs it (`CapturePredictor`): the face
@@ -377,6 +378,8 @@ def evaluate(predict, windows: Iterable[dict], metric: bool = True) -> dict[str,
                 continue
             for k, v in depth_metrics(out["depth"][i][m], win["depth"][i][m], metric).items():
                 rows.setdefault(k, []).append(v)
+            sized = "relief_large" if mask[i].mean() >= SMALL_FACE else "relief_small"
+            rows.setdefault(sized, []).append(rows["relief"][-1])
             c_err = np.linalg.norm(out["canonical"][i][m] - win["canonical"][i][m], axis=-1)
             rows.setdefault("canonical", []).append(float(c_err.mean()))
             if "intrinsics" in out and "intrinsics" in win:

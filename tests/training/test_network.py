@@ -228,7 +228,7 @@ def test_the_camera_is_scored_by_focal_ratio_and_principal_point_distance():
     assert r["principal_px"] == pytest.approx(5.0, abs=1e-5)
 
 
-def test_mask_iou_is_also_given_apart_for_small_and_large_faces():
+def test_mask_iou_and_relief_are_also_given_apart_for_small_and_large_faces():
     """A predictor that finds large faces perfectly and misses small ones (a true face under 2 %
     of the frame): 1 for the large, 0 for the small, their frame-weighted mean overall."""
     large = {k: v.numpy() for k, v in next(standin_source("val", 42, 2, 0)).items()}
@@ -247,6 +247,18 @@ def test_mask_iou_is_also_given_apart_for_small_and_large_faces():
     r = evaluate(finds_large_faces_only, windows)
     assert r["mask_iou_large"] == 1.0 and r["mask_iou_small"] == 0.0
     assert r["mask_iou"] == pytest.approx(0.5)
+    # relief the same way: exact depth on the large faces, a flat plane on the small ones
+    truth = iter(windows)
+
+    def flat_on_small_faces(images):
+        w = next(truth)
+        depth = w["depth"] if w["mask"].mean() > 0.02 else np.ones_like(w["depth"])
+        return {"depth": depth, "canonical": w["canonical"], "mask": w["mask"]}
+
+    r = evaluate(flat_on_small_faces, windows)
+    assert r["relief_large"] == pytest.approx(0.0, abs=1e-6)
+    assert r["relief_small"] == pytest.approx(1.0, abs=1e-6)
+    assert r["relief"] == pytest.approx(0.5, abs=1e-6)
 
 
 def test_upsampling_from_the_mask_keeps_the_silhouette_off_the_background():
