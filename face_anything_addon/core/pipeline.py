@@ -60,7 +60,7 @@ class PipelineSettings:
     camera_from_whole_frames: bool = True
     # a known lens: focal length in mm (0: the network's prediction) on a sensor of sensor_mm
     # along the frame's longer side (36: a full-frame still camera, or 35 mm equivalent);
-    # the shot camera is then that focal length, principal point at the frame's centre
+    # the shot camera is then that focal length, on principal_px (else the frame's centre)
     lens_mm: float = 0.0
     sensor_mm: float = 36.0
     # a known lens's principal point (x, y) in footage pixels, y down (None: the frame's centre)
