@@ -154,6 +154,27 @@ def markdown(results: dict) -> str:
             lines.append(f"| {c['noise']} | {c['occluded_fraction']} | {c['ours_median_px']} | "
                          f"{c['reference_median_px']} | {c['ours_visible_fraction']} | "
                          f"{c['ours_ms_per_frame']} |")
+    ex = results.get("expressions")
+    if ex:
+        lines += ["", "## The expression fit (capture solve, bundled template)", "",
+                  f"`core/expression_fit.py` on {ex['vertices']:,} vertices and {ex['targets']} "
+                  f"ARKit targets, prior {ex['prior_mm']:g} mm (the default). Synthetic frames "
+                  "from the template itself: random weights (each target on with probability "
+                  "0.2, weight 0.2-0.9), random head poses, the far half of the head unseen, "
+                  "Gaussian noise per coordinate. Tracked / fitted: mean vertex distance from the "
+                  "truth of the noisy input and of the fit; weight error: mean absolute, per "
+                  "target and frame (the prior shrinks weights towards neutral: the price of "
+                  "the noise it removes; on the validation clips the captured mesh's error falls "
+                  "from 9.8 to 5.3 mm with it, see docs/network.md). ms per frame: best of 3 "
+                  "passes, with the process's CPU time; 1-minute load average "
+                  f"{ex['load_average_1min']} (2 cores, shared). Building the model: "
+                  f"{ex['build_s']} s, once per capture.", "",
+                  "| noise mm | frames | ms per frame | CPU ms per frame | weight error | "
+                  "tracked mm | fitted mm |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in ex["rows"]:
+            lines.append(f"| {r['noise_mm']:g} | {r['frames']} | {r['ms_per_frame']} | "
+                         f"{r['cpu_ms_per_frame']} | {r['weight_error']} | {r['tracked_mm']} | "
+                         f"{r['fitted_mm']} |")
     mb = results.get("model")
     if mb:
         lines += ["", "## The bundled model's speed (CPU)", "",
@@ -194,8 +215,9 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
-    p.add_argument("--only", default="pipeline,reading,geometry,scene,model",
-                   help="comma-separated parts to run (pipeline, reading, geometry, scene, "
+    p.add_argument("--only", default="pipeline,reading,geometry,expressions,scene,model",
+                   help="comma-separated parts to run (pipeline, reading, geometry, expressions, "
+                        "scene, "
                         "model); the others are kept from the recorded results")
     p.add_argument("--models", default=",".join(MODELS),
                    help="pipeline part: comma-separated models to measure (vit-tiny, vit-small, "
@@ -259,6 +281,9 @@ def main(argv=None) -> None:
     if "geometry" in parts:
         results["geometry"] = child("bench.geometry_bench", *(
             ["--frames", "4", "--size", "256", "--grid", "51"] if a.quick else []))
+    if "expressions" in parts:
+        results["expressions"] = child("bench.expression_bench", *(
+            ["--frames", "16", "--passes", "1"] if a.quick else []))
     if "model" in parts:
         results["model"] = child("bench.model_bench", *(
             ["--frames", "8", "--reps", "2"] if a.quick else []))

@@ -43,6 +43,12 @@ def parse(argv):
     p.add_argument("--mesh", default="AUTO", choices=["AUTO", "TEMPLATE", "REFERENCE"])
     p.add_argument("--markers", type=int, default=0, help="extra evenly spread markers")
     p.add_argument("--smoothing", type=float, default=0.0, help="temporal filtering, frames")
+    p.add_argument("--raw-mesh", action="store_true",
+                   help="keep the tracked mesh as tracked, without the expression fit (the "
+                        "template's ARKit targets and a head pose, fitted to each frame)")
+    p.add_argument("--expression-prior", type=float, default=None, metavar="MM",
+                   help="the expression fit's prior: the misfit (RMS, mm) one unit of weight is "
+                        "worth; larger keeps the face nearer neutral (default 4)")
     p.add_argument("--provider", default="AUTO", choices=["AUTO", "CUDA", "CPU"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the network")
     p.add_argument("--storage", default="SHAPE_KEYS", choices=["SHAPE_KEYS", "POINT_CACHE"])
@@ -70,13 +76,21 @@ def settings_from(args):
                          f"not {args.lens} / {args.sensor}")
     if args.principal is not None and not args.lens:
         raise ValueError("--principal is the principal point of a known lens; give --lens too")
+    solve = SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers,
+                          expressions=not args.raw_mesh)
+    if args.expression_prior is not None:
+        if args.raw_mesh:
+            raise ValueError("--expression-prior is for the expression fit; --raw-mesh turns it "
+                             "off")
+        if not args.expression_prior > 0:
+            raise ValueError(f"--expression-prior must be above 0 mm, not {args.expression_prior}")
+        solve.expression_prior_mm = args.expression_prior
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=args.resolution, window=args.window,
                                   overlap=1 if args.window > 1 else 0, face_region=region,
                                   lens_mm=args.lens, sensor_mm=args.sensor,
                                   principal_px=tuple(args.principal) if args.principal else None),
-        solve=SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers),
-        provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
+        solve=solve, provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
 
 
 def _fail(code: int, message: str) -> int:

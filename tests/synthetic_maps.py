@@ -56,6 +56,17 @@ def expression(mesh: FaceMesh, amount: float) -> np.ndarray:
     return d
 
 
+def pout(mesh: FaceMesh, amount: float) -> np.ndarray:
+    """A second smooth deformation, unlike `expression`: the lower middle of the face pushed
+    towards the camera and narrowed (metres)."""
+    x, y, _ = mesh.rest.T
+    near = np.exp(-(x / 0.03) ** 2 - ((y - 0.06) / 0.03) ** 2)
+    d = np.zeros_like(mesh.rest)
+    d[:, 0] = -0.2 * amount * x * near
+    d[:, 2] = -0.01 * amount * near
+    return d
+
+
 @dataclass
 class Frame3D:
     depth: np.ndarray  # (H, W), inf where no surface
@@ -128,8 +139,10 @@ def camera(size: tuple[int, int], focal: float) -> np.ndarray:
     return np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1.0]])
 
 
-def synthetic_template(mesh: FaceMesh, landmarks: dict[str, int] | None = None):
-    """A Template whose metric positions are exactly the mesh's rest positions."""
+def synthetic_template(mesh: FaceMesh, landmarks: dict[str, int] | None = None,
+                       targets: dict[str, np.ndarray] | None = None):
+    """A Template whose metric positions are exactly the mesh's rest positions; `targets`: its
+    expression targets, name -> (V, 3) displacement in metres."""
     from face_anything_addon.core.template import Template
 
     centre = np.zeros(3, np.float32)
@@ -140,7 +153,10 @@ def synthetic_template(mesh: FaceMesh, landmarks: dict[str, int] | None = None):
                     faces=mesh.faces.astype(np.int32),
                     uvs=np.zeros((len(mesh.faces), 3, 2), np.float32), centre=centre,
                     scale=scale, landmark_names=list(landmarks),
-                    landmark_vertex=np.array(list(landmarks.values()), np.int32))
+                    landmark_vertex=np.array(list(landmarks.values()), np.int32),
+                    blendshape_names=list(targets or {}),
+                    blendshape_deltas=np.array(list((targets or {}).values()), np.float16
+                                               ).reshape(-1, len(mesh.rest), 3))
 
 
 def prediction(frame: Frame3D, number: int, mesh_scale: float, depth_factor: float = 1.0,

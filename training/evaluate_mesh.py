@@ -25,6 +25,9 @@ compared with the true mesh of that frame:
   head centre's distance over the true one, minus 1;
 - `no_face`: the share of clips the capture refused (no face found, or no vertex matched).
 
+The capture is the add-on's default, with the solve's expression fit (`core.expression_fit`);
+`--raw-mesh` also scores the mesh as tracked, without it.
+
 `--known-lens` captures each clip as an animator who knows the lens would (`PipelineSettings.
 lens_mm`, from the clip's true focal length) instead of with the network's estimate of it.
 """
@@ -79,15 +82,17 @@ def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list
     return wins
 
 
-def capture_clip(model: Path, images: np.ndarray, threads: int, lens_mm: float = 0.0):
+def capture_clip(model: Path, images: np.ndarray, threads: int, lens_mm: float = 0.0,
+                 expressions: bool = True):
     """The add-on's capture of one clip (S, 3, H, W) in [0, 1], or None when the capture
     refuses it (no face found, or no template vertex matched in any frame). `lens_mm` > 0: the
-    lens is known (focal length in mm on a 36 mm sensor along the longer side)."""
+    lens is known (focal length in mm on a 36 mm sensor along the longer side). expressions:
+    the solve's expression fit (the add-on's default) or the mesh as tracked."""
     from face_anything_addon.core.capture_run import CaptureSettings, run_capture
     from face_anything_addon.core.contract import describe_model
     from face_anything_addon.core.frames import Frame
     from face_anything_addon.core.pipeline import PipelineError, PipelineSettings
-    from face_anything_addon.core.solve import SolveError
+    from face_anything_addon.core.solve import SolveError, SolveSettings
 
     s, _, h, w = images.shape
     frames = [Frame(i, np.ascontiguousarray(images[i].transpose(1, 2, 0), np.float32))
@@ -95,6 +100,7 @@ def capture_clip(model: Path, images: np.ndarray, threads: int, lens_mm: float =
     window = min(s, describe_model(model).max_window)
     settings = CaptureSettings(pipeline=PipelineSettings(window=window, pipelined=False,
                                                          lens_mm=lens_mm, sensor_mm=36.0),
+                               solve=SolveSettings(expressions=expressions),
                                provider="CPU", cpu_threads=threads)
     try:
         return run_capture(frames, footage_name="validation", footage_size=(w, h), fps=30.0,
@@ -126,12 +132,13 @@ def true_lens_mm(window: dict) -> float:
 
 
 def score(model: Path, windows: list[dict], threads: int = 0,
-          known_lens: bool = False) -> dict[str, float]:
+          known_lens: bool = False, expressions: bool = True) -> dict[str, float]:
     rows: dict[str, list[float]] = {}
     no_face = 0
     for win in windows:
         lens = true_lens_mm(win) if known_lens else 0.0
-        capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens)
+        capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens,
+                               expressions)
         if capture is None:
             no_face += 1
             continue
@@ -161,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="also write the table here (and .json beside it)")
     p.add_argument("--known-lens", action="store_true",
                    help="also capture each clip with its true lens given (rows '... known lens')")
+    p.add_argument("--raw-mesh", action="store_true",
+                   help="also score the mesh as tracked, without the expression fit (rows "
+                        "'... raw mesh')")
     args = p.parse_args(argv)
     wins = mesh_windows(args.size, args.window, args.count, args.cache)
     results = {}
@@ -168,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         results[m.name] = score(m, wins, args.threads)
         if args.known_lens:
             results[f"{m.name}, known lens"] = score(m, wins, args.threads, known_lens=True)
+        if args.raw_mesh:
+            results[f"{m.name}, raw mesh"] = score(m, wins, args.threads, expressions=False)
     text = table(results)
     print(text, end="")
     if args.out:

@@ -71,6 +71,12 @@ class _FaceAnythingPanel:
         if settings.mesh == "REFERENCE":
             col.prop(settings, "reference_frame")
             col.prop(settings, "grid_vertices")
+        else:
+            row = col.row(align=True)
+            row.prop(settings, "expressions")
+            sub = row.row(align=True)
+            sub.active = settings.expressions
+            sub.prop(settings, "expression_prior", text="Prior")
         col.prop(settings, "marker_count")
         if clip is not None:
             row = col.row()

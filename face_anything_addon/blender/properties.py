@@ -62,6 +62,16 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
     marker_count: IntProperty(name="Extra Markers", default=0, min=0, max=500,
                               description="Markers spread evenly over the face, besides the "
                                           "template's named landmarks")
+    expressions: BoolProperty(
+        name="Expression Fit", default=True,
+        description="Fit the template's expression targets (the 52 ARKit blendshapes) and a head "
+                    "pose to each tracked frame: a cleaner mesh, and the weights keyed as "
+                    "custom properties of the face for rigs. Off: the mesh as tracked")
+    expression_prior: FloatProperty(
+        name="Expression Prior", default=SolveSettings().expression_prior_mm, min=0.1,
+        max=50.0, description="The misfit (RMS over the seen vertices, mm) one unit of an "
+                              "expression's weight is worth: larger keeps the face nearer "
+                              "neutral, smaller follows the tracking (and its noise) closer")
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=10.0,
                              description="Temporal filtering in frames (zero-lag, never across "
                                          "a gap in the footage); 0 is off")
@@ -89,7 +99,8 @@ def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
                                   face_region=region,
                                   lens_mm=s.lens if s.lens_source == "KNOWN" else 0.0,
                                   sensor_mm=s.sensor_width),
-        solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count),
+        solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count,
+                            expressions=s.expressions, expression_prior_mm=s.expression_prior),
         provider=prefs.execution_provider if prefs else "AUTO",
         cpu_threads=prefs.cpu_threads if prefs else 0, mesh=s.mesh,
         reference_frame=s.reference_frame or None, grid_vertices=s.grid_vertices)

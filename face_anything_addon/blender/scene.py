@@ -5,8 +5,9 @@ What one build makes, all in a collection "Face Anything: <footage name>":
 - a camera (scene camera) fitted to the capture's shot camera (camera.py), the footage behind it;
   the scene's resolution, pixel aspect, frame rate and frame range set for the footage;
 - the face mesh, child of the camera, animated by one shape key per frame (face_mesh.py) or by a
-  .pc2 point cache (point_cache.py), with live per-frame visibility (visibility.py) and a vertex
-  group per region;
+  .pc2 point cache (point_cache.py), with live per-frame visibility (visibility.py), a vertex
+  group per region, and the expression fit's weights (e.g. ARKit) as keyed custom properties
+  (expressions.py);
 - one empty per marker and a head-pose empty, children of the camera (markers.py).
 
 Frames: Blender frame = footage frame number + frame_offset (0 for files, so the footage background
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..core.capture import Capture
 from . import camera as cam
-from . import face_mesh, markers, point_cache, result, visibility
+from . import expressions, face_mesh, markers, point_cache, result, visibility
 from .axes import points_to_blender
 
 STORAGES = ("SHAPE_KEYS", "POINT_CACHE")
@@ -148,6 +149,10 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
                 pc2_tmp = point_cache.write_pc2(pc2_path, positions, frames)
                 point_cache.add_mesh_cache(face, pc2_path, int(frames[0]))
             _add_visibility(build, name, capture, face, basis, frames)
+            if capture.expression_names:
+                expressions.key_expressions(face, frames, capture.expression_names,
+                                            capture.expression_weights)
+                build.own_animation(face, f"{name} expressions")
             _add_markers_and_head(build, name, capture, camera, frames, keep)
             cam.apply_render_settings(scene, fit, (int(frames[0]), int(frames[-1])), capture.fps)
             scene.camera = camera

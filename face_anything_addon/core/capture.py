@@ -56,6 +56,11 @@ class Capture:
     contract_version: str
     depth_units: str
     settings: dict = field(default_factory=dict)
+    # the expression fit (optional): per frame, the weight of each of the template's expression
+    # targets (e.g. the 52 ARKit blendshapes), in [0, 1]; empty when the solve did not fit them
+    expression_names: list[str] = field(default_factory=list)
+    expression_weights: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), np.float32))  # (N, K) float32
 
     @property
     def frame_count(self) -> int:
@@ -71,6 +76,8 @@ class Capture:
             "marker_xy": (n, m, 2), "marker_xyz": (n, m, 3), "marker_visible": (n, m),
             "marker_residual": (n, m),
         }
+        if self.expression_names or np.size(self.expression_weights):
+            expect["expression_weights"] = (n, len(self.expression_names))
         for name, shape in expect.items():
             got = np.shape(getattr(self, name))
             if got != shape:

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
@@ -65,4 +65,8 @@ def record_fields(cls, meta: dict, arrays: dict) -> dict:
 
 
 def missing_fields(cls, meta: dict, arrays: dict) -> list[str]:
-    return sorted({f.name for f in fields(cls)} - set(meta) - set(arrays))
+    """The fields of `cls` without a default that the record lacks (a field with a default is
+    optional: a record written before it existed still reads)."""
+    required = {f.name for f in fields(cls)
+                if f.default is MISSING and f.default_factory is MISSING}
+    return sorted(required - set(meta) - set(arrays))

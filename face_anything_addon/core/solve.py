@@ -7,8 +7,10 @@ Per frame (`CaptureSolver.add`, streaming, O(vertices), nothing that scales with
   depth through the frame's camera -> robust rigid (similarity) head pose -> spike rejection ->
   harmonic fill of the unseen vertices' displacement.
 At the end (`finish`): one camera for the shot, head poses (batched over frames), metric scale for
-relative-depth models, optional zero-lag temporal filtering of head-local positions (never
-across a gap), markers, the Capture.
+relative-depth models, the expression fit (each frame's mesh as the template's expression targets,
+e.g. ARKit, and a head pose: `expression_fit`; on by default, `SolveSettings.expressions`),
+optional zero-lag temporal filtering of head-local positions (never across a gap), markers, the
+Capture.
 
 Internally per-frame fields are channel-first ((3, V)): every step is a few contiguous vector
 operations; the stored per-frame arrays are (V, 3) as before.
@@ -21,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from .capture import Capture
+from .expression_fit import DEFAULT_PRIOR_M, ExpressionModel
 from .inversion import CanonicalMap, InversionSettings, gather, invert_soa, pair_records
 from .mesh_fill import MeshFiller, pose_scale, robust_similarity_fit_soa
 from .pipeline import FramePrediction
@@ -40,6 +43,8 @@ class SolveSettings:
     spike_floor: float = 0.004  # metres; observed displacement jumps beyond this may be spikes
     temporal_sigma: float = 0.0  # frames; 0 = no temporal filtering
     marker_count: int = 0  # automatically seeded markers (farthest-point sampling)
+    expressions: bool = True  # the mesh as the template's expression targets (expression_fit)
+    expression_prior_mm: float = DEFAULT_PRIOR_M * 1000  # misfit per unit of weight (RMS, mm)
 
 
 @dataclass
@@ -349,6 +354,13 @@ class CaptureSolver:
             positions /= scale
             poses[:, :3, :] /= scale
             poses[:, 3, 3] = 1.0
+        names, weights = [], np.zeros((len(positions), 0), np.float32)
+        if self.fits_expressions:
+            fit = ExpressionModel(self.rest, self.template.blendshape_deltas,
+                                  self._pose_subset).fit(
+                positions, visible, self.settings.expression_prior_mm / 1000)
+            positions, poses = fit.positions, fit.poses
+            names, weights = list(self.template.blendshape_names), fit.weights
         if self.settings.temporal_sigma > 0:
             positions = self._filter(positions, poses)
         markers = self.markers.positions(positions)
@@ -372,7 +384,13 @@ class CaptureSolver:
             model_name=getattr(model, "name", "") or str(getattr(model, "path", "")),
             contract_version=getattr(model, "contract", ""),
             depth_units=getattr(model, "depth_units", "metric"),
-            settings={**settings, "solve": asdict(self.settings)})
+            settings={**settings, "solve": asdict(self.settings)},
+            expression_names=names, expression_weights=weights.astype(np.float32))
+
+    @property
+    def fits_expressions(self) -> bool:
+        """Whether `finish` fits the template's expression targets (asked for, and it has some)."""
+        return self.settings.expressions and len(self.template.blendshape_names) > 0
 
     def _poses(self, positions: np.ndarray, weights: np.ndarray, chunk: int = 64) -> np.ndarray:
         """Robust similarity fits of the template to each frame's mesh (N, V, 3), weighted by

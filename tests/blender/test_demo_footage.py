@@ -31,6 +31,12 @@ def test_bundled_model_tracks_the_demo_clip(empty_file):
     assert capture.frame_count == 6 and capture.template_name
     assert capture.positions.shape == (6, 4766, 3) and np.isfinite(capture.positions).all()
     assert len(capture.marker_names) >= 30
+    # the expression fit (on by default): the template's 52 ARKit weights per frame, in [0, 1]
+    template = Template.load(bundled_templates()[describe_model(DEFAULT_MODEL).canonical_space])
+    assert len(template.blendshape_names) == 52
+    assert capture.expression_names == template.blendshape_names
+    w = capture.expression_weights
+    assert w.shape == (6, 52) and np.isfinite(w).all() and w.min() >= 0 and w.max() <= 1
     seen = capture.visibility.mean(1)
     # the face is found and tracked in every frame; the CPU-trained default model matches only a
     # few percent of the template's vertices (model card), the rest is filled

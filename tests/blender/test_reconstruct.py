@@ -187,4 +187,12 @@ def test_command_line(sequence, model, tmp_path, capsys):
     assert "--lens must be 0 or more" in capsys.readouterr().err
     assert cli.main([str(sequence), "-o", str(out), "--principal", "30", "20"]) == 2
     assert "give --lens too" in capsys.readouterr().err
+    assert cli.main([str(sequence), "-o", str(out), "--expression-prior", "0"]) == 2
+    assert "--expression-prior must be above 0" in capsys.readouterr().err
+    assert cli.main([str(sequence), "-o", str(out), "--raw-mesh", "--expression-prior", "3"]) == 2
+    assert "--raw-mesh turns it off" in capsys.readouterr().err
+    for flags, fit, prior in (([], True, 4.0), (["--expression-prior", "2.5"], True, 2.5),
+                              (["--raw-mesh"], False, 4.0)):
+        solve = cli.settings_from(cli.parse([str(sequence), "-o", str(out), *flags])).solve
+        assert (solve.expressions, solve.expression_prior_mm) == (fit, prior)
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2

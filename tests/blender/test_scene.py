@@ -392,6 +392,28 @@ def test_unusable_head_poses_are_skipped(empty_file, capture, tmp_path):
     assert np.isfinite(np.array([v.co for v in obs["face"].data.vertices])).all()
 
 
+def test_expression_weights_are_keyed_on_the_face(empty_file, tmp_path):
+    cap = scene_capture()
+    n = cap.frame_count
+    cap.expression_names = ["jawOpen", "eyeBlinkLeft"]
+    cap.expression_weights = np.stack([np.linspace(0, 1, n), np.full(n, 0.25)],
+                                      1).astype(np.float32)
+    coll = sc.build_scene(bpy.context, cap, capture_path=tmp_path / "e.npz")
+    face = objects_of(coll)["face"]
+    for f, weights in zip(sc.blender_frames(cap), cap.expression_weights):
+        bpy.context.scene.frame_set(int(f))
+        assert [face[name] for name in cap.expression_names] == pytest.approx(weights, abs=1e-6)
+    ui = face.id_properties_ui("jawOpen").as_dict()
+    assert ui["min"] == 0 and ui["max"] == 1
+    actions = len(bpy.data.actions)
+    sc.build_scene(bpy.context, cap, capture_path=tmp_path / "e.npz")  # a rebuild: no leftovers
+    assert len(bpy.data.actions) == actions
+    # a capture without the fit (the fixture's): no properties, no action on the face
+    plain = objects_of(sc.build_scene(bpy.context, scene_capture(name="plain"),
+                                      capture_path=tmp_path / "p.npz"))["face"]
+    assert "jawOpen" not in plain and plain.animation_data is None
+
+
 def test_quaternions_are_continuous_and_exact():
     rng = np.random.default_rng(3)
     angles = np.cumsum(rng.normal(scale=0.4, size=(200, 3)), axis=0)
