@@ -23,7 +23,13 @@ compared with the true mesh of that frame:
 - `size_log2`: log2 of the captured head's size over the true one (the metric scale a
   relative-depth model's capture infers from the template), and `distance_rel`: the captured
   head centre's distance over the true one, minus 1;
-- `no_face`: the share of clips the capture refused (no face found, or no vertex matched).
+- `no_face`: the share of clips the capture refused (no face found, or no vertex matched);
+- `track_px`: the captured mesh projected through the capture's camera against the true pixel
+  positions of the vertices the truth shows (the 2D tracks markers carry), median per frame;
+- with the expression fit, its ARKit weights against the engine's true ones (clips rendered with
+  them: a cache made since they are recorded): `weights_mae` (mean absolute error over the 52
+  targets and the frames) next to `weights_mae_neutral` (the same for all-zero weights), and
+  `weights_on_mae` / `weights_on_neutral`: the same over the targets the truth has above 0.1.
 
 The capture is the add-on's default, with the solve's expression fit (`core.expression_fit`);
 `--raw-mesh` also scores the mesh as tracked, without it.
@@ -41,6 +47,7 @@ import numpy as np
 from .evaluate import table, validation_windows
 
 TRUTH_KEY = "vertex_xyz"
+WEIGHTS_KEY = "blendshapes"  # the engine's true ARKit weights per frame (S, 52)
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -75,6 +82,8 @@ def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list
     def add_truth(sample: dict, w: dict) -> None:
         w[TRUTH_KEY] = true_positions({"vertex_xy": w["vertex_xy"], "intrinsics": w["intrinsics"],
                                        "vertex_depth": sample["vertex_depth"].numpy()})
+        if WEIGHTS_KEY in sample:  # the engine's (a dataset source may lack them)
+            w[WEIGHTS_KEY] = np.asarray(sample[WEIGHTS_KEY], np.float32)
 
     wins = validation_windows(size, window, count, cache=cache, extra=add_truth)
     if not all(TRUTH_KEY in w for w in wins):
@@ -125,6 +134,29 @@ def frame_metrics(got: np.ndarray, true: np.ndarray, seen: np.ndarray,
     return {k: float(v) for k, v in row.items()}
 
 
+def track_metrics(positions: np.ndarray, camera: np.ndarray, true_xy: np.ndarray,
+                  visible: np.ndarray) -> dict[str, float]:
+    """One frame's mesh projected through the capture's camera against the true pixel positions
+    of the vertices the truth shows (what the marker empties and 2D exports carry): median px."""
+    if not visible.any():
+        return {}
+    p = np.asarray(positions, np.float64)[visible] @ np.asarray(camera, np.float64).T
+    xy = p[:, :2] / p[:, 2:]
+    return {"track_px": float(np.median(np.linalg.norm(xy - true_xy[visible], axis=1)))}
+
+
+def weight_metrics(got: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """One frame's expression weights (52,) against the engine's: mean absolute error, the same
+    for the neutral face (all 0), and over the targets the truth has on (above 0.1) only."""
+    on = true > 0.1
+    row = {"weights_mae": float(np.abs(got - true).mean()),
+           "weights_mae_neutral": float(np.abs(true).mean())}
+    if on.any():
+        row["weights_on_mae"] = float(np.abs(got - true)[on].mean())
+        row["weights_on_neutral"] = float(true[on].mean())
+    return row
+
+
 def true_lens_mm(window: dict) -> float:
     """A clip's true focal length as mm on a 36 mm sensor along the frame's longer side."""
     _, _, h, w = np.shape(window["images"])
@@ -145,9 +177,17 @@ def score(model: Path, windows: list[dict], threads: int = 0,
         truth = np.asarray(win[TRUTH_KEY], np.float64)
         v = truth.shape[1]
         rest = capture.rest_vertices[:v].astype(np.float64)
+        fitted = len(capture.expression_names) > 0 and WEIGHTS_KEY in win
         for i, number in enumerate(capture.frame_numbers):
             row = frame_metrics(capture.positions[i, :v].astype(np.float64), truth[int(number)],
                                 capture.visibility[i, :v], rest)
+            if fitted:
+                row.update(weight_metrics(capture.expression_weights[i],
+                                          np.asarray(win[WEIGHTS_KEY])[int(number)]))
+            if "vertex_xy" in win and hasattr(capture, "camera"):
+                row.update(track_metrics(capture.positions[i, :v], capture.camera,
+                                         np.asarray(win["vertex_xy"])[int(number)],
+                                         np.asarray(win["vertex_visible"])[int(number)] > 0.5))
             for k, x in row.items():
                 rows.setdefault(k, []).append(x)
     res = {k: float(np.median(v) if k == "depth_ratio" else np.mean(v)) for k, v in rows.items()}

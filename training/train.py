@@ -154,7 +154,7 @@ def engine_source(split: str, size: int, window: int, seed: int,
         yield {"images": out["rgb"], "depth": out["depth"], "canonical": out["canonical"],
                "mask": out["mask"], "intrinsics": out["intrinsics"],
                "vertex_xy": out["vertex_xy"], "vertex_visible": out["vertex_visible"],
-               "vertex_depth": out["vertex_depth"]}
+               "vertex_depth": out["vertex_depth"], "blendshapes": out["blendshapes"]}
 
 
 SOURCES = {"engine": engine_source, "dataset": dataset_source}

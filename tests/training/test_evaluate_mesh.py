@@ -81,6 +81,8 @@ def test_score_pairs_each_captured_frame_with_its_truth(monkeypatch):
         positions = 0.9 * truth[[1, 0]]
         visibility = np.ones((2, v), bool)
         rest_vertices = rest
+        expression_names = []  # no expression fit
+        expression_weights = np.zeros((2, 0), np.float32)
 
     answers = iter([Captured(), None])
     monkeypatch.setattr(em, "capture_clip", lambda *a: next(answers))
@@ -92,12 +94,43 @@ def test_score_pairs_each_captured_frame_with_its_truth(monkeypatch):
     expected = np.mean([1000 * aligned_error(rest, truth[i])[0].mean() for i in (1, 0)])
     assert res["neutral_mm"] == pytest.approx(expected, rel=1e-5)
     # with the lens known, each clip is captured with its true focal length as mm (36 mm wide)
-    lenses = []
-    monkeypatch.setattr(em, "capture_clip", lambda m, im, t, lens: lenses.append(lens))
+    lenses, fits = [], []
+    monkeypatch.setattr(em, "capture_clip",
+                        lambda m, im, t, lens, fit: lenses.append(lens) or fits.append(fit))
     k = np.array([[12.0, 0, 4], [0, 12.0, 4], [0, 0, 1]])
     em.score("model.onnx", [{**clip, "intrinsics": np.stack([k, k])}], known_lens=True)
     em.score("model.onnx", [clip])
-    assert lenses == [pytest.approx(12.0 / 8 * 36), 0.0]
+    em.score("model.onnx", [clip], expressions=False)
+    assert lenses == [pytest.approx(12.0 / 8 * 36), 0.0, 0.0]
+    assert fits == [True, True, False]
+
+
+def test_score_compares_the_fitted_weights_with_the_engines(monkeypatch):
+    import training.evaluate_mesh as em
+
+    v = 200
+    truth = np.stack([_mesh(6, v), _mesh(7, v)]).astype(np.float32)
+    true_w = np.zeros((2, 52), np.float32)
+    true_w[0, 3], true_w[1, [3, 7]] = 0.8, (0.4, 0.05)  # on: above 0.1
+
+    class Captured:
+        frame_numbers = np.array([0, 1])
+        positions = truth
+        visibility = np.ones((2, v), bool)
+        rest_vertices = _mesh(8, v)
+        expression_names = [f"t{i}" for i in range(52)]
+        expression_weights = true_w + np.float32(0.02)
+
+    monkeypatch.setattr(em, "capture_clip", lambda *a: Captured())
+    clip = {"images": np.zeros((2, 3, 8, 8), np.float32), TRUTH_KEY: truth, "blendshapes": true_w}
+    res = em.score("model.onnx", [clip])
+    assert res["weights_mae"] == pytest.approx(0.02, abs=1e-6)
+    assert res["weights_on_mae"] == pytest.approx(0.02, abs=1e-6)
+    assert res["weights_mae_neutral"] == pytest.approx(np.mean([0.8 / 52, 0.45 / 52]), rel=1e-5)
+    assert res["weights_on_neutral"] == pytest.approx(np.mean([0.8, 0.4]), rel=1e-5)
+    # clips rendered before the engine's weights were cached: no weight numbers
+    res = em.score("model.onnx", [{k: x for k, x in clip.items() if k != "blendshapes"}])
+    assert "weights_mae" not in res and res["mesh_mm"] < 1e-3
 
 
 def test_the_capture_path_runs_and_refuses_what_it_cannot_capture(tmp_path):
@@ -115,3 +148,16 @@ def test_the_capture_path_runs_and_refuses_what_it_cannot_capture(tmp_path):
     images[:, :, 16:48, 20:44] = 0.9
     res = score(model, [{"images": images, TRUTH_KEY: truth}, dark], threads=1)
     assert res == {"no_face": 1.0}
+
+
+def test_track_metrics_project_through_the_capture_camera():
+    from training.evaluate_mesh import track_metrics
+
+    k = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+    points = np.array([[0.0, 0, 1], [0.1, -0.05, 0.5], [0.02, 0.02, 2.0]])
+    xy = points[:, :2] / points[:, 2:] * 100 + [32, 24]
+    seen = np.array([True, True, False])
+    assert track_metrics(points, k, xy, seen)["track_px"] == pytest.approx(0.0, abs=1e-9)
+    moved = xy + [[3.0, 4.0], [0.0, 1.0], [50.0, 0.0]]  # 5 px, 1 px, and one hidden
+    assert track_metrics(points, k, moved, seen)["track_px"] == pytest.approx(3.0)
+    assert track_metrics(points, k, xy, np.zeros(3, bool)) == {}
