@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The sidebar panel's settings: what it draws for which choices, and that what it shows reaches
+the capture (`properties.capture_settings`). Drawn into a recording layout: background Blender
+has no UI to draw into."""
+import importlib
+from types import SimpleNamespace
+
+import bpy
+
+
+class _Layout:
+    """Records the property names drawn; every container is another recorder."""
+
+    def __init__(self, drawn: list):
+        self.drawn, self.active, self.enabled = drawn, True, True
+
+    def column(self, **_):
+        return _Layout(self.drawn)
+
+    row = box = column
+
+    def prop(self, data, name, **_):
+        self.drawn.append(name)
+
+    def label(self, **_):
+        pass
+
+    def operator(self, *_, **__):
+        return SimpleNamespace()
+
+
+def drawn(panels) -> list:
+    names = []
+    me = SimpleNamespace(layout=_Layout(names), bl_space_type="VIEW_3D")
+    panels._FaceAnythingPanel.draw(me, SimpleNamespace(scene=bpy.context.scene, space_data=None))
+    return names
+
+
+def test_the_expression_fit_settings_show_with_the_template_and_reach_the_solve(
+        addon_from_source, empty_file):
+    panels = importlib.import_module(addon_from_source.__name__ + ".blender.panels")
+    props = importlib.import_module(addon_from_source.__name__ + ".blender.properties")
+    settings = bpy.context.scene.face_anything
+    assert settings.mesh == "AUTO" and settings.expressions and settings.expression_prior == 4.0
+    names = drawn(panels)
+    assert {"mesh", "expressions", "expression_prior", "smoothing"} <= set(names)
+    assert "grid_vertices" not in names
+    settings.mesh = "REFERENCE"  # a grid from a reference frame has no expression targets
+    names = drawn(panels)
+    assert "grid_vertices" in names and "expressions" not in names
+    solve = props.capture_settings(settings, None).solve
+    assert (solve.expressions, solve.expression_prior_mm) == (True, 4.0)
+    settings.expressions, settings.expression_prior = False, 2.5
+    solve = props.capture_settings(settings, None).solve
+    assert (solve.expressions, solve.expression_prior_mm) == (False, 2.5)
