@@ -55,7 +55,7 @@ class PipelineSettings:
     shot_focal: bool = True  # one robust focal length for the shot (else per-frame)
     # the shot camera from whole frames (face region auto: the detection pass's; a box: the
     # first window's): a face crop shows too little of the scene to tell the lens
-    # (training.evaluate: the bundled model's focal length is 22 % short on whole frames,
+    # (training.evaluate: the bundled model's focal length is 24 % short on whole frames,
     # under half the truth on crops; a known lens, below, replaces it)
     camera_from_whole_frames: bool = True
     # a known lens: focal length in mm (0: the network's prediction) on a sensor of sensor_mm
