@@ -165,7 +165,7 @@ def markdown(results: dict) -> str:
                   "truth of the noisy input and of the fit; weight error: mean absolute, per "
                   "target and frame (the prior shrinks weights towards neutral: the price of "
                   "the noise it removes; on the validation clips the captured mesh's error falls "
-                  "from 9.8 to 5.3 mm with it, see docs/network.md). ms per frame: best of 3 "
+                  "from 10.0 to 5.8 mm with it, v14, see the model card). ms per frame: best of 3 "
                   "passes, with the process's CPU time; 1-minute load average "
                   f"{ex['load_average_1min']} (2 cores, shared). Building the model: "
                   f"{ex['build_s']} s, once per capture.", "",
