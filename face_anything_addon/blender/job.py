@@ -24,9 +24,13 @@ from . import clip_picks
 from .footage import Footage
 
 
+# phase -> (start, width) of its part of the progress bar
+SPAN = {"detect": (0.0, 0.05), "predict": (0.05, 0.9), "fit": (0.95, 0.05)}
+
+
 @dataclass
 class JobStatus:
-    phase: str = "starting"  # starting | detect | predict | solving | done | failed | cancelled
+    phase: str = "starting"  # starting | detect | predict | fit | done | failed | cancelled
     done: int = 0
     total: int = 0
     fps: float = 0.0
@@ -40,16 +44,17 @@ class JobStatus:
     def factor(self) -> float:
         if self.phase == "done":
             return 1.0
-        if not self.total or self.phase not in ("detect", "predict"):
+        if not self.total or self.phase not in SPAN:
             return 0.0
-        # the detection pass is quick: give it the first tenth of the bar
-        part = self.done / self.total
-        return 0.1 * part if self.phase == "detect" else 0.1 + 0.9 * part
+        # the detection pass and the expression fit are quick: a twentieth of the bar each
+        start, width = SPAN[self.phase]
+        return start + width * self.done / self.total
 
     def text(self) -> str:
-        if self.phase in ("detect", "predict"):
+        if self.phase in SPAN:
             eta = f", {self.eta_s:.0f} s left" if self.eta_s == self.eta_s else ""
-            label = "Finding the face" if self.phase == "detect" else "Frame"
+            label = {"detect": "Finding the face", "predict": "Frame",
+                     "fit": "Fitting expressions, frame"}[self.phase]
             return f"{label} {self.done} / {self.total}, {self.fps:.1f} fps{eta}"
         return self.message or self.phase.capitalize()
 

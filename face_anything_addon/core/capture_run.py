@@ -5,6 +5,7 @@ solve every frame. Used by the Blender operator (in a worker thread), the comman
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -96,10 +97,26 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     record = {"pipeline": asdict(settings.pipeline), "provider": session.providers[0],
               "mesh": settings.mesh, "model_path": str(model.path)}
     capture = solver.finish(camera=camera, footage_name=footage_name, footage_size=footage_size,
-                            fps=fps, model=model, settings=record)
+                            fps=fps, model=model, settings=record,
+                            progress=_fit_progress(progress), cancel=cancel)
+    if capture is None:  # cancelled during the expression fit
+        return None
     if resolved is not None:
         capture.settings["marker_picks"] = resolved.record(capture)
     return capture
+
+
+def _fit_progress(progress: Callable[[Progress], None] | None):
+    """The solve's progress(done, total) as `Progress` of phase "fit" (frames per second and
+    time left from the frames fitted so far)."""
+    if progress is None:
+        return None
+    start = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        progress(Progress("fit", done, total, rate, (total - done) / rate))
+    return report
 
 
 def _template(model: ModelDescription, settings: CaptureSettings, frames, session):

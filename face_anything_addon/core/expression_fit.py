@@ -21,7 +21,9 @@ Everything is batched over frames (`chunk` at a time); nothing loops over vertic
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -34,7 +36,7 @@ DEFAULT_PRIOR_M = 0.004  # 4 mm RMS misfit per unit of weight (tuned on held-out
 class ExpressionFit:
     weights: np.ndarray  # (N, K) in [0, 1]
     poses: np.ndarray  # (N, 4, 4) camera-from-head similarity
-    positions: np.ndarray  # (N, V, 3) the fitted mesh, camera space
+    positions: np.ndarray  # (N, V, 3) float32, the fitted mesh, camera space
 
 
 class ExpressionModel:
@@ -69,9 +71,12 @@ class ExpressionModel:
         return self.rest + (weights @ self.deltas.reshape(k, -1)).reshape(-1, v, 3)
 
     def fit(self, positions: np.ndarray, seen: np.ndarray, prior: float = DEFAULT_PRIOR_M,
-            rounds: int = 3, chunk: int = 64) -> ExpressionFit:
+            rounds: int = 3, chunk: int = 64,
+            progress: Callable[[int, int], None] | None = None,
+            cancel: threading.Event | None = None) -> ExpressionFit | None:
         """positions (N, V, 3) camera space, seen (N, V) bool (frames that see nothing are fitted
-        to all their vertices: the solve held or filled them)."""
+        to all their vertices: the solve held or filled them). progress(done, total) after each
+        chunk of frames; None when `cancel` is set (checked between chunks)."""
         positions = np.asarray(positions, np.float64)
         n, v, _ = positions.shape
         if positions.shape[1] != len(self.rest):
@@ -80,15 +85,19 @@ class ExpressionModel:
             raise ValueError("the expression prior must be positive (metres)")
         weights = np.zeros((n, self.count))
         poses = np.empty((n, 4, 4))
-        fitted = np.empty_like(positions)
+        fitted = np.empty(positions.shape, np.float32)
         use = np.asarray(seen, bool).copy()
         use[~use.any(1)] = True
         for a in range(0, n, chunk):
+            if cancel is not None and cancel.is_set():
+                return None
             b = min(a + chunk, n)
             w, m = self._fit_chunk(positions[a:b], use[a:b], prior, rounds)
             weights[a:b], poses[a:b] = w, m
             fitted[a:b] = np.einsum("nij,nvj->nvi", m[:, :3, :3], self.shape(w)) + \
                 m[:, None, :3, 3]
+            if progress is not None:
+                progress(b, n)
         return ExpressionFit(weights, poses, fitted)
 
     def _fit_chunk(self, x: np.ndarray, use: np.ndarray, prior: float, rounds: int):

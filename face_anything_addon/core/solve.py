@@ -327,9 +327,11 @@ class CaptureSolver:
     # ------------------------------------------------------------------ the end of the shot
 
     def finish(self, *, camera: np.ndarray | None, footage_name: str,
-               footage_size: tuple[int, int], fps: float, model, settings: dict) -> Capture:
+               footage_size: tuple[int, int], fps: float, model, settings: dict,
+               progress=None, cancel=None) -> Capture | None:
         """The Capture. camera: the shot camera (footage pixels) to express every frame in, or
-        None to keep each frame's own camera."""
+        None to keep each frame's own camera. progress(done, total) and cancel (an Event; then
+        None is returned): for the expression fit, the one part that takes a while."""
         if not self.frames:
             raise SolveError("no frame was solved")
         positions = np.stack(self.positions).astype(np.float64)
@@ -358,7 +360,10 @@ class CaptureSolver:
         if self.fits_expressions:
             fit = ExpressionModel(self.rest, self.template.blendshape_deltas,
                                   self._pose_subset).fit(
-                positions, visible, self.settings.expression_prior_mm / 1000)
+                positions, visible, self.settings.expression_prior_mm / 1000,
+                progress=progress, cancel=cancel)
+            if fit is None:
+                return None
             positions, poses = fit.positions, fit.poses
             names, weights = list(self.template.blendshape_names), fit.weights
         if self.settings.temporal_sigma > 0:

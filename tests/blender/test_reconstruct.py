@@ -55,6 +55,18 @@ def test_job_runs_footage_through_a_worker_thread(empty_file, sequence, model):
     assert np.all(np.diff(xs) > 0), xs
 
 
+def test_the_progress_bar_spans_detection_frames_and_the_expression_fit():
+    from face_anything_addon.blender.job import JobStatus
+
+    assert JobStatus("detect", 10, 10).factor == pytest.approx(0.05)
+    assert JobStatus("predict", 0, 10).factor == pytest.approx(0.05)
+    assert JobStatus("predict", 10, 10).factor == pytest.approx(0.95)
+    assert JobStatus("fit", 32, 64).factor == pytest.approx(0.975)
+    assert JobStatus("done").factor == 1.0 and JobStatus("starting").factor == 0.0
+    status = JobStatus("fit", 64, 128, fps=100.0, eta_s=0.64)
+    assert status.text() == "Fitting expressions, frame 64 / 128, 100.0 fps, 1 s left"
+
+
 def test_the_job_reads_frames_as_small_as_the_model_needs(empty_file, tmp_path, model):
     """Footage 4x larger than the model needs: the pipeline asks the reader (on Blender's main
     thread, through the feed) for frames in blocks, and the capture is what full-size frames

@@ -2,6 +2,7 @@
 """The expression fit: the template's expression targets and a head pose from tracked meshes,
 alone and inside the capture solve; the capture file keeps the weights."""
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -129,6 +130,17 @@ def test_chunks_do_not_change_the_result():
     np.testing.assert_allclose(one.weights, two.weights, atol=1e-9)
 
 
+def test_progress_per_chunk_and_cancel():
+    x = shots(np.zeros((5, 3)))
+    model = ExpressionModel(MESH.rest, DELTAS)
+    calls = []
+    fit = model.fit(x, np.ones((5, V), bool), chunk=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)] and fit.positions.dtype == np.float32
+    cancel = threading.Event()
+    cancel.set()
+    assert model.fit(x, np.ones((5, V), bool), cancel=cancel) is None
+
+
 def test_bad_input_is_refused():
     model = ExpressionModel(MESH.rest, DELTAS)
     with pytest.raises(ValueError, match="vertices"):
@@ -191,6 +203,25 @@ def test_the_fit_beats_the_raw_mesh_on_noisy_maps(shot):
     for prior, share in ((SolveSettings().expression_prior_mm, 0.7), (1.0, 0.4)):
         fitted = capture_of(shot, SolveSettings(expression_prior_mm=prior), noise=0.01)
         assert np.linalg.norm(fitted.positions - truth, axis=2).mean() < share * err_raw
+
+
+def test_the_solve_reports_the_fits_progress_and_can_be_cancelled_during_it(shot):
+    from face_anything_addon.core.capture_run import _fit_progress
+
+    solver = CaptureSolver(synthetic_template(MESH, targets=TARGETS), SolveSettings())
+    for i, f in enumerate(shot):
+        solver.add(prediction(f, i, SCALE))
+    model = type("M", (), {"depth_units": "metric", "name": "exact", "contract": "1"})()
+    seen = []
+    cap = solver.finish(camera=K, footage_name="s", footage_size=SIZE, fps=25, model=model,
+                        settings={}, progress=_fit_progress(seen.append))
+    assert cap is not None and [(p.phase, p.done, p.total) for p in seen] == [
+        ("fit", len(shot), len(shot))]
+    assert seen[0].fps > 0 and seen[0].eta_s == 0
+    cancel = threading.Event()
+    cancel.set()
+    assert solver.finish(camera=K, footage_name="s", footage_size=SIZE, fps=25, model=model,
+                         settings={}, cancel=cancel) is None
 
 
 def test_a_template_without_targets_gives_the_raw_mesh(shot):
