@@ -7,15 +7,17 @@ Per frame n, with the observed vertices' weights u[n] (1 seen, 0 filled by the s
     minimise  sum_v u[n, v] |s R (rest_v + sum_k w_k delta_kv) + t - x[n, v]|^2 / sum_v u[n, v]
               + prior^2 |w|^2,   0 <= w_k <= 1
 
-alternating the similarity (s, R, t; robust, `mesh_fill.robust_similarity_fit_soa`) and the
-weights (a K x K linear solve per frame, the bounds by an active set: solve, clip, solve again
-with the clipped weights held). `prior` (metres) is the misfit, RMS over the seen vertices, that
-one unit of weight is worth: larger keeps the face nearer the neutral template.
+from the neutral template's robust similarity (`mesh_fill.robust_similarity_fit_soa`), by
+Gauss-Newton on the pose and the weights together (`_fit_chunk`), the weights' bounds by an
+active set (solve, clip, solve again with the clipped weights held). `prior` (metres) is the
+misfit, RMS over the seen vertices, that one unit of weight is worth: larger keeps the face
+nearer the neutral template.
 
 Why: a frame's tracked vertices carry the network's noise (a few pixels across, more in depth);
 fitted to the template's expressions, the mesh keeps what they agree on. On the validation clips
-the fitted mesh is far nearer the truth than the raw one, and nearer than the neutral template
-(bench/RESULTS.md). The weights are what an ARKit-driven rig reads.
+the fitted mesh is far nearer the truth than the tracked one, and a little nearer than the
+neutral template (the model card: `training.evaluate_mesh`); its speed is in bench/RESULTS.md.
+The weights are what an ARKit-driven rig reads.
 
 Everything is batched over frames (`chunk` at a time); nothing loops over vertices.
 """
@@ -42,10 +44,11 @@ class ExpressionFit:
 class ExpressionModel:
     """rest (V, 3) metres and deltas (K, V, 3) metres (the template's neutral face and targets).
     Only the vertices some target moves (by more than `moving` metres) enter the weights' solve;
-    the pose uses the `pose_vertices` given (e.g. the solve's even spread)."""
+    the starting pose uses the `pose_vertices` given (e.g. the solve's even spread), the
+    Gauss-Newton rounds every vertex."""
 
-    def __init__(self, rest: np.ndarray, deltas: np.ndarray, pose_vertices: np.ndarray | None = None,
-                 moving: float = 1e-5):
+    def __init__(self, rest: np.ndarray, deltas: np.ndarray,
+                 pose_vertices: np.ndarray | None = None, moving: float = 1e-5):
         self.rest = np.asarray(rest, np.float64)
         self.deltas = np.asarray(deltas, np.float64)
         k, v, _ = self.deltas.shape
