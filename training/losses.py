@@ -8,6 +8,8 @@ independent of its distance), plus gradients of log depth, plus (`depth_shape`, 
 the evaluation's relief measure as a loss: each frame's log depth aligned to the truth by least
 squares scale and shift, its mean absolute residual over the truth's standard deviation, so that
 every frame counts alike however far its face is and however deep the network thinks it is.
+The mask has binary cross-entropy per pixel and (`mask_iou`, off by default) one minus each frame's
+soft intersection over union, so that a small face's outline counts as much as a large one's.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class LossWeights:
     canonical: float = 5.0
     canonical_grad: float = 2.0
     mask: float = 5.0
+    mask_iou: float = 0.0  # 1 - soft IoU per frame (the evaluation's measure), in [0, 1]
     intrinsics: float = 0.5
     consistency: float = 0.05
     alpha: float = 0.2  # weight of -log(confidence)
@@ -93,6 +96,15 @@ def shape_loss(pred: torch.Tensor, true: torch.Tensor, m: torch.Tensor,
     return (per_frame * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+def soft_iou_loss(logit: torch.Tensor, true: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean over frames (.., H, W) of 1 - soft intersection / soft union of sigmoid(logit) and the
+    true mask; `smooth` pixels added to both keep an empty truth and an empty prediction at 0."""
+    p = torch.sigmoid(logit)
+    inter = (p * true).sum((-2, -1))
+    union = (p + true - p * true).sum((-2, -1))
+    return (1.0 - (inter + smooth) / (union + smooth)).mean()
+
+
 def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                 w: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
     """All loss terms (and their weighted sum under 'total') for one batch.
@@ -114,6 +126,7 @@ def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     terms["canonical"] = confidence_regression(c_err, out["canonical_conf"], m, w.alpha)
     terms["canonical_grad"] = gradient_loss(out["canonical"], batch["canonical"], m) / w.canonical_scale
     terms["mask"] = F.binary_cross_entropy_with_logits(out["mask_logit"], batch["mask"].float())
+    terms["mask_iou"] = soft_iou_loss(out["mask_logit"], batch["mask"].float())
     k_pred, k_true = out["intrinsics"], batch["intrinsics"]
     width = float(out["depth"].shape[-1])
     terms["intrinsics"] = ((torch.log(k_pred[..., 0, 0] / k_true[..., 0, 0])).abs().mean()
@@ -126,6 +139,6 @@ def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     weights = {"depth": w.depth, "depth_relief": w.depth_relief, "depth_grad": w.depth_grad,
                "depth_shape": w.depth_shape,
                "canonical": w.canonical, "canonical_grad": w.canonical_grad, "mask": w.mask,
-               "intrinsics": w.intrinsics, "consistency": w.consistency}
+               "mask_iou": w.mask_iou, "intrinsics": w.intrinsics, "consistency": w.consistency}
     terms["total"] = sum(weights[k] * v for k, v in terms.items())
     return terms

@@ -17,7 +17,7 @@ from standin_faces import standin_source  # noqa: E402
 from training.evaluate import (  # noqa: E402
     BlurredTruth, ResolutionFloor, depth_metrics, evaluate, masked_blur, relief_error, resize,
     resize_from_mask)
-from training.losses import LossWeights, face_losses, shape_loss  # noqa: E402
+from training.losses import LossWeights, face_losses, shape_loss, soft_iou_loss  # noqa: E402
 from training.network import FaceAnythingNet, get_config  # noqa: E402
 from training.train import (  # noqa: E402
     collate, load_model, normalise, pack, parse_args, take, train)
@@ -95,6 +95,34 @@ def test_shape_loss_scores_the_face_s_shape_whatever_its_scale_shift_or_size():
     with torch.no_grad():
         after = shape_loss(x - 0.5 * x.grad / x.grad.abs().max(), true, m)
     assert float(after) < float(before.detach())
+
+
+def test_soft_iou_loss_counts_a_small_face_s_outline_like_a_large_one_s():
+    true = torch.zeros(2, 40, 40)
+    true[0, 5:35, 5:35] = 1  # 900 pixels
+    true[1, 18:22, 18:22] = 1  # 16 pixels
+    sure = (true - 0.5) * 60  # logits: the truth, confidently
+    assert float(soft_iou_loss(sure, true)) < 1e-3
+    # an empty truth predicted empty scores 0, predicted full scores nearly 1
+    empty = torch.zeros(1, 40, 40)
+    assert float(soft_iou_loss(torch.full_like(empty, -30.0), empty)) < 1e-6
+    assert float(soft_iou_loss(torch.full_like(empty, 30.0), empty)) > 0.99
+    # both faces grown by a one-pixel ring: the small face loses far more IoU, as the metric does
+    grown = torch.nn.functional.max_pool2d(true[:, None], 3, 1, 1)[:, 0]
+    ring = soft_iou_loss((grown - 0.5) * 60, true, smooth=0.0)
+    large = float(soft_iou_loss((grown[:1] - 0.5) * 60, true[:1], smooth=0.0))
+    small = float(soft_iou_loss((grown[1:] - 0.5) * 60, true[1:], smooth=0.0))
+    assert large == pytest.approx(1 - 900 / 1024, abs=1e-3)
+    assert small == pytest.approx(1 - 16 / 36, abs=1e-3)
+    assert float(ring) == pytest.approx((large + small) / 2, abs=1e-4)
+    # face_losses carries it, weighted only when asked for
+    batch = collate([take(next(standin_source("train", 28, 2, 0)))], single=False)
+    out = {"depth": batch["depth"].clamp_min(1e-3), "depth_conf": torch.ones_like(batch["depth"]),
+           "canonical": batch["canonical"], "canonical_conf": torch.ones_like(batch["depth"]),
+           "intrinsics": batch["intrinsics"], "mask_logit": torch.zeros_like(batch["depth"])}
+    off, on = face_losses(out, batch), face_losses(out, batch, LossWeights(mask_iou=2.0))
+    assert float(off["mask_iou"]) > 0.1
+    assert float(on["total"] - off["total"]) == pytest.approx(2.0 * float(off["mask_iou"]), rel=1e-4)
 
 
 def _args(tmp_path, steps, *extra):
