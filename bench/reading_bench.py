@@ -3,7 +3,9 @@
 
 Writes JPEG, PNG and EXR sequences and an H.264 movie (rendered by Blender's sequencer through its
 FFmpeg writer) into a temporary folder, then times `open_footage` + full iteration; and an 8K PNG
-sequence read as the readers do by default (reduced to 2048 x 1152 inside Blender) and at full size.
+sequence read as the readers do by default (reduced to 2048 x 1152 inside Blender) and at full size;
+and the JPEG sequence read through a Movie Clip camera's lens distortion undone
+(`core.lens_distortion.UndistortedFrames`, as Reconstruct reads a distorted clip).
 Run: .venv/bin/python -m bench.reading_bench [--frames N]
 """
 from __future__ import annotations
@@ -99,10 +101,16 @@ def write_8k_sequence(folder: Path, frames: int) -> Path:
     return folder
 
 
-def time_reading(path: Path, reduction: int = 1, **options) -> dict:
+def time_reading(path: Path, reduction: int = 1, undistort: bool = False, **options) -> dict:
     from face_anything_addon.blender.footage import open_footage
+    from face_anything_addon.core.lens_distortion import LensDistortion, UndistortedFrames
 
-    footage = open_footage(path, **options).reduced(reduction)
+    footage = open_footage(path, **options)
+    if undistort:  # a wide lens's barrel distortion, Blender's Polynomial model
+        lens = LensDistortion("POLYNOMIAL", (-0.12, 0.02, 0.0), 1400.0,
+                              (WIDTH / 2, HEIGHT / 2), (WIDTH, HEIGHT))
+        footage = UndistortedFrames(footage, lens)
+    footage = footage.reduced(reduction)
     t0 = time.perf_counter()
     n = sum(1 for _ in footage)
     elapsed = time.perf_counter() - t0
@@ -128,6 +136,10 @@ def main(argv=None) -> None:
         for name, path in (("JPEG sequence", seqs["JPEG"]), ("H.264 movie", movie)):
             results[f"{name}, in blocks of 6 (bundled model, whole frame)"] = \
                 time_reading(path, reduction=6)
+        results["JPEG sequence, lens distortion undone"] = time_reading(seqs["JPEG"],
+                                                                        undistort=True)
+        results["JPEG sequence, in blocks of 6, lens distortion undone"] = \
+            time_reading(seqs["JPEG"], reduction=6, undistort=True)
         uhd = write_8k_sequence(folder / "uhd", max(2, a.frames // 8))
         results["8K PNG sequence, read at 2048 x 1152"] = time_reading(uhd)
         results["8K PNG sequence, read at full size"] = time_reading(uhd, max_side=0)

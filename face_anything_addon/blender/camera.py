@@ -134,10 +134,11 @@ def find_background(source) -> Background:
 
 
 def add_background(cam: bpy.types.Camera, background: Background, frame_offset: int = 0,
-                   ) -> bpy.types.Image | None:
+                   undistorted: bool = False) -> bpy.types.Image | None:
     """Show the footage behind `cam`'s view so that Blender frame (footage frame number +
     frame_offset) shows that footage frame. Returns the image datablock it loaded (None for a
-    Movie Clip, which Blender lines up by the clip's own start frame)."""
+    Movie Clip, which Blender lines up by the clip's own start frame). undistorted: a Movie Clip
+    is shown through its camera's lens distortion undone (the capture's frame)."""
     from ..core.errors import FootageError
 
     bg = cam.background_images.new()
@@ -145,7 +146,7 @@ def add_background(cam: bpy.types.Camera, background: Background, frame_offset: 
     cam.show_background_images = True
     if background.kind == "MOVIE_CLIP":
         bg.source, bg.clip = "MOVIE_CLIP", background.clip
-        bg.clip_user.use_render_undistorted = False
+        bg.clip_user.use_render_undistorted = undistorted
         return None
     try:
         img = bpy.data.images.load(str(background.first), check_existing=False)

@@ -19,12 +19,14 @@ import bpy
 import numpy as np
 
 from ..core.capture import Capture
+from ..core.lens_distortion import footage_xy
 from . import markers, result
 
 COLUMNS = ("frame", "name", "x", "y", "X", "Y", "Z", "visible")
 COORDINATES = {
     "frame": "the footage's own frame number (Blender frame = frame + frame_offset)",
-    "x, y": "footage pixels, x right, y down, the top-left pixel's centre at (0.5, 0.5)",
+    "x, y": "footage pixels, x right, y down, the top-left pixel's centre at (0.5, 0.5); on the "
+            "footage as shot (a clip's lens distortion, undone for the capture, applied again)",
     "X, Y, Z": "camera space in metres, OpenCV convention: x right, y down, z forward (Blender's "
                "camera space is X, -Y, -Z)",
     "visible": "1: the marker was observed in that frame, 0: not",
@@ -110,7 +112,7 @@ def marker_table(capture: Capture, marker_filter: markers.MarkerFilter = None) -
     """Columns (COLUMNS) of one row per frame and kept marker, frames outer, as text."""
     keep = markers.select_markers(list(capture.marker_names), marker_filter)
     n, m = capture.frame_count, len(keep)
-    xy = capture.marker_xy[:, keep].reshape(n * m, 2)
+    xy = footage_xy(capture, capture.marker_xy[:, keep]).reshape(n * m, 2)
     xyz = capture.marker_xyz[:, keep].reshape(n * m, 3)
     return {
         "frame": np.repeat(capture.frame_numbers, m).astype(str).tolist(),
@@ -149,15 +151,17 @@ def export_markers_json(capture: Capture, filepath, marker_filter: markers.Marke
     over those frames (x, y, X, Y, Z, visible)."""
     path = Path(filepath)
     keep = markers.select_markers(list(capture.marker_names), marker_filter)
+    xy = footage_xy(capture, capture.marker_xy)
     doc = {
         "format": "face-anything-markers", "version": 1,
         "footage": capture.footage_name, "footage_size": list(map(int, capture.footage_size)),
         "fps": capture.fps, "frame_offset": int(frame_offset),
         "coordinates": COORDINATES,
+        "lens_distortion": (capture.settings or {}).get("lens_distortion"),
         "frame": capture.frame_numbers.astype(int).tolist(),
         "markers": [{
             "name": capture.marker_names[j],
-            "x": _numbers(capture.marker_xy[:, j, 0]), "y": _numbers(capture.marker_xy[:, j, 1]),
+            "x": _numbers(xy[:, j, 0]), "y": _numbers(xy[:, j, 1]),
             "X": _numbers(capture.marker_xyz[:, j, 0]), "Y": _numbers(capture.marker_xyz[:, j, 1]),
             "Z": _numbers(capture.marker_xyz[:, j, 2]),
             "visible": capture.marker_visible[:, j].astype(int).tolist(),

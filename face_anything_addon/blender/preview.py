@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 
 from ..core.capture import Capture
+from ..core.lens_distortion import footage_xy
 from ..core.solve import project
 
 SEEN, FILLED, MARKER = (0.2, 1.0, 0.3), (1.0, 0.55, 0.1), (1.0, 0.15, 0.15)
@@ -31,11 +32,11 @@ def overlay(image: np.ndarray, capture: Capture, index: int,
     """The footage frame with the mesh vertices (green: seen, orange: filled) and markers.
     scale: image pixels per footage pixel (`Frame.scale`; a reader may reduce large frames)."""
     out = image.copy()
-    xy = project(capture.camera, capture.positions[index]) * scale
+    xy = footage_xy(capture, project(capture.camera, capture.positions[index])) * scale
     seen = capture.visibility[index]
     _dots(out, xy[~seen], FILLED)
     _dots(out, xy[seen], SEEN)
-    _dots(out, capture.marker_xy[index] * scale, MARKER, radius=3)
+    _dots(out, footage_xy(capture, capture.marker_xy[index]) * scale, MARKER, radius=3)
     return out
 
 

@@ -11,6 +11,7 @@ import bpy
 from ..core.capture_run import DEFAULT_MODEL
 from ..core.contract import ContractError, describe_model
 from ..core.errors import FootageError
+from ..core.lens_distortion import MODELS, LensDistortion
 from . import clip_picks, preferences, result, vertex_markers
 from .footage import footage_from_clip, open_footage
 from .job import JobStatus, ReconstructJob, capture_path
@@ -45,12 +46,6 @@ def _fps(context, clip) -> float:
     return render.fps / render.fps_base
 
 
-# the distortion coefficients of each of the Movie Clip camera's models
-_DISTORTION = {"POLYNOMIAL": ("k1", "k2", "k3"), "DIVISION": ("division_k1", "division_k2"),
-               "NUKE": ("nuke_k1", "nuke_k2"),
-               "BROWN": ("brown_k1", "brown_k2", "brown_k3", "brown_k4", "brown_p1", "brown_p2")}
-
-
 @dataclass(frozen=True)
 class ClipLens:
     """A Movie Clip's camera as the capture uses it, and what of it the capture cannot use."""
@@ -59,13 +54,14 @@ class ClipLens:
     sensor_mm: float  # along the frame's longer side
     principal_px: tuple[float, float]  # footage pixels, y down
     warnings: list[str]
+    distortion: LensDistortion | None = None  # undone on the footage before the capture
 
 
 def clip_lens(background, size) -> ClipLens:
     """The lens of a Movie Clip's camera (Track > Camera): focal length, sensor width (which spans
-    the frame's width; the capture's sensor size is along the longer side) and principal point;
-    warnings for lens distortion and non-square pixels, which the capture does not undo. A
-    FootageError for footage that is no clip."""
+    the frame's width; the capture's sensor size is along the longer side), principal point and
+    lens distortion (undone on the footage: `core.lens_distortion`); warnings for non-square
+    pixels, which the capture does not undo. A FootageError for footage that is no clip."""
     if not isinstance(background, bpy.types.MovieClip):
         raise FootageError("Lens: Clip's Camera needs footage from the Movie Clip Editor; choose "
                            "Known (and give the lens) or Estimate")
@@ -75,19 +71,26 @@ def clip_lens(background, size) -> ClipLens:
     clip_w, clip_h = background.size
     principal = (float(px) * w / clip_w, h - float(py) * h / clip_h) if clip_w and clip_h \
         else (w / 2.0, h / 2.0)
-    warnings = []
+    warnings, distortion = [], None
     model = camera.distortion_model
-    bent = {k: getattr(camera, k) for k in _DISTORTION.get(model, ()) if getattr(camera, k)}
-    if bent:
-        values = ", ".join(f"{k} {v:g}" for k, v in bent.items())
-        warnings.append(f"Clip's Camera: the clip's lens distortion ({model.title()}: {values}) "
-                        "is not undone; the face is solved on the footage as it is, through an "
-                        "undistorted lens. Undistort the footage first for exact geometry")
-    if abs(camera.pixel_aspect - 1.0) > 1e-6:
+    coefficients = tuple(float(getattr(camera, k)) for k in MODELS.get(model, ()))
+    square = abs(camera.pixel_aspect - 1.0) <= 1e-6
+    if not square:
         warnings.append(f"Clip's Camera: the clip's pixel aspect {camera.pixel_aspect:g} is not "
                         "used; the capture takes the footage's pixels as square")
+    if any(coefficients):
+        if square and clip_w and clip_h:
+            to_footage = (w / clip_w, h / clip_h)
+            distortion = LensDistortion(
+                model, coefficients, float(camera.focal_length_pixels) * to_footage[0],
+                (float(px) * to_footage[0], float(py) * to_footage[1]), (w, h))
+        else:
+            values = ", ".join(f"{k} {v:g}" for k, v in zip(MODELS[model], coefficients) if v)
+            warnings.append(f"Clip's Camera: the clip's lens distortion ({model.title()}: "
+                            f"{values}) is not undone with non-square pixels; the face is solved "
+                            "on the footage as it is, through an undistorted lens")
     return ClipLens(float(camera.focal_length), float(camera.sensor_width) * max(w, h) / w,
-                    principal, warnings)
+                    principal, warnings, distortion)
 
 
 def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
@@ -104,6 +107,7 @@ def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
         lens = clip_lens(background, footage.size)
         config.pipeline.lens_mm, config.pipeline.sensor_mm = lens.focal_mm, lens.sensor_mm
         config.pipeline.principal_px = lens.principal_px
+        config.lens_distortion = lens.distortion
         warnings += lens.warnings
     if isinstance(background, bpy.types.MovieClip) and settings.use_clip_tracks:
         picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size)

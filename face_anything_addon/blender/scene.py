@@ -27,6 +27,7 @@ import bpy
 import numpy as np
 
 from ..core.capture import Capture
+from ..core.lens_distortion import LensDistortion
 from . import camera as cam
 from . import expressions, face_mesh, markers, point_cache, result, visibility
 from .axes import points_to_blender
@@ -136,7 +137,8 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
             build = _Build(result.new_build_id(), collection)
             build.own(collection, result.collection_name(name))
             scene.collection.children.link(collection)
-            camera = _add_camera(build, name, fit, background, offset)
+            undistorted = LensDistortion.of_capture(capture) is not None
+            camera = _add_camera(build, name, fit, background, offset, undistorted)
             face, basis = _add_face(build, name, capture, camera)
             positions = points_to_blender(capture.positions)  # the mesh's local space
             if storage == "SHAPE_KEYS":
@@ -172,14 +174,17 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
     return collection
 
 
-def _add_camera(build: _Build, name: str, fit: cam.CameraFit, background, offset: int):
-    """The camera object (at the origin, looking along +Y with the image's up along +Z)."""
+def _add_camera(build: _Build, name: str, fit: cam.CameraFit, background, offset: int,
+                undistorted: bool = False):
+    """The camera object (at the origin, looking along +Y with the image's up along +Z).
+    undistorted: the capture undid the clip's lens distortion, so the view shows the clip
+    undistorted too."""
     data = build.own(bpy.data.cameras.new(f"{name} camera"), f"{name} camera")
     cam.apply_camera(data, fit)
     camera = build.object(f"{name} camera", data)
     camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
     if background is not None:
-        image = cam.add_background(data, background, offset)
+        image = cam.add_background(data, background, offset, undistorted)
         if image is not None:
             build.own(image, background.first.name)
     return camera

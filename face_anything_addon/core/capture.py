@@ -24,7 +24,10 @@ class CaptureError(Exception):
 @dataclass
 class Capture:
     """A tracked face over a shot. Camera space is OpenCV's (x right, y down, z forward), metres;
-    2D positions are footage pixels with pixel centres at integer + 0.5."""
+    2D positions are footage pixels with pixel centres at integer + 0.5. When the footage was
+    undistorted first (settings["lens_distortion"], `lens_distortion.LensDistortion.of_capture`),
+    everything here is in the undistorted frame; `lens_distortion.footage_xy` maps 2D positions
+    back onto the footage as shot."""
 
     # the mesh's fixed topology (the template)
     template_name: str

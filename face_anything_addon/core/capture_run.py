@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
+
+import numpy as np
 
 from .capture import Capture
 from .contract import ModelDescription, describe_model
 from .frames import Frame
-from .marker_picks import PickResult, resolve_picks
+from .lens_distortion import LensDistortion, UndistortedFrames
+from .marker_picks import PickResult, pixels_text, resolve_picks
 from .pipeline import Pipeline, PipelineError, PipelineSettings, Progress
 from .session import open_session
 from .solve import CaptureSolver, Markers, SolveSettings
@@ -36,6 +39,9 @@ class CaptureSettings:
     marker_picks: dict = field(default_factory=dict)  # name -> canonical xyz
     # points picked in the footage (marker_picks.PixelPick), resolved before the solve
     pixel_picks: list = field(default_factory=list)
+    # the lens's distortion (a Movie Clip camera's): the footage and the picks are undistorted
+    # before the network sees them, and the capture is in the undistorted frame
+    lens_distortion: LensDistortion | None = None
 
 
 def bundled_templates(folder: Path = ASSETS) -> dict[str, Path]:
@@ -63,11 +69,22 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     settings.pixel_picks become markers named after them: each is resolved on its own frame,
     taken from `pick_frames` (frame number -> Frame), before the solve; `on_picks` gets the
     outcome (picks left out, and why) and the capture's settings record it ("marker_picks").
+    With settings.lens_distortion the frames, the pick frames and the picks are undistorted first
+    (`lens_distortion`): the capture is the undistorted lens's, and records the lens.
 
     Raises ContractError (bad model file), RuntimeUnavailable (provider), PipelineError,
     SolveError, TemplateGridError, each with a message for the user."""
     settings = settings or CaptureSettings()
     cancel = cancel or threading.Event()
+    lens = settings.lens_distortion
+    pixel_picks = list(settings.pixel_picks)
+    if lens is not None and lens.is_identity:
+        lens = None
+    if lens is not None:  # from here on everything is in the undistorted frame
+        frames = UndistortedFrames(frames, lens)
+        pick_frames = {n: lens.undistort_frame(f) for n, f in (pick_frames or {}).items()}
+        pixel_picks = [replace(p, xy=tuple(float(v) for v in lens.undistort(p.xy)))
+                       for p in pixel_picks]
     model = describe_model(model_path or DEFAULT_MODEL)
     session = open_session(model, settings.provider, settings.cpu_threads)
     if on_session:
@@ -76,14 +93,16 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     if template is None or cancel.is_set():
         return None
     picks, resolved = dict(settings.marker_picks), None
-    if settings.pixel_picks:
+    if pixel_picks:
         reserved = Markers.from_template(template, settings.solve.marker_count, picks).names
-        resolved = resolve_picks(session, settings.pipeline, settings.pixel_picks,
+        resolved = resolve_picks(session, settings.pipeline, pixel_picks,
                                  pick_frames or {}, template, min_weight=settings.solve.min_weight,
                                  reserved=reserved, cancel=cancel)
         if cancel.is_set():
             return None
         picks.update(resolved.canonical)
+        if lens is not None:
+            _as_placed(resolved, settings.pixel_picks)
         if on_picks:
             on_picks(resolved)
     markers = Markers.from_template(template, settings.solve.marker_count, picks)
@@ -96,14 +115,42 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     camera = pipeline.shot_intrinsics() if settings.pipeline.one_camera else None
     record = {"pipeline": asdict(settings.pipeline), "provider": session.providers[0],
               "mesh": settings.mesh, "model_path": str(model.path)}
+    if lens is not None:
+        record["lens_distortion"] = lens.record()
     capture = solver.finish(camera=camera, footage_name=footage_name, footage_size=footage_size,
                             fps=fps, model=model, settings=record,
                             progress=_fit_progress(progress), cancel=cancel)
     if capture is None:  # cancelled during the expression fit
         return None
     if resolved is not None:
-        capture.settings["marker_picks"] = resolved.record(capture)
+        capture.settings["marker_picks"] = _on_footage(resolved.record(capture), lens)
     return capture
+
+
+def _as_placed(resolved: PickResult, placed) -> None:
+    """A PickResult of undistorted picks told in the picks as placed on the footage: the
+    picks, and the positions the reasons for the ones left out quote."""
+    for pick in placed:
+        if pick.name not in resolved.picks:
+            continue
+        said = resolved.picks[pick.name]
+        resolved.picks[pick.name] = pick
+        if pick.name in resolved.rejected:
+            resolved.rejected[pick.name] = resolved.rejected[pick.name].replace(
+                pixels_text(said.xy), pixels_text(pick.xy))
+
+
+def _on_footage(record: dict, lens: LensDistortion | None) -> dict:
+    """The picks' record with the capture's marker on the pick frame (`tracked_xy`) taken back
+    onto the footage as shot, where the picks were placed, and the offset between them again."""
+    if lens is None:
+        return record
+    for entry in record.get("accepted", {}).values():
+        if "tracked_xy" in entry:
+            tracked = lens.distort(entry["tracked_xy"])
+            entry["tracked_xy"] = [float(v) for v in tracked]
+            entry["offset_px"] = float(np.hypot(*(tracked - np.asarray(entry["xy"]))))
+    return record
 
 
 def _fit_progress(progress: Callable[[Progress], None] | None):

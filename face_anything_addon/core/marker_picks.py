@@ -80,7 +80,8 @@ def tracked_position(capture, name: str, frame: int) -> np.ndarray | None:
     return xy if np.isfinite(xy).all() else None
 
 
-def _pixels(xy) -> str:
+def pixels_text(xy) -> str:
+    """How a reason quotes a footage position."""
     return f"({xy[0]:.1f}, {xy[1]:.1f})"
 
 
@@ -88,7 +89,7 @@ def sample_pick(prediction: FramePrediction, xy, min_weight: float = 0.5):
     """(canonical xyz, None) at footage pixel `xy` of a frame's prediction, or (None, why)."""
     p = prediction.crop.to_input(np.asarray([xy], np.float64)).astype(np.float32)
     cmap = CanonicalMap(prediction.canonical, prediction.face_weight, min_weight)
-    where = f"{_pixels(xy)} on frame {prediction.number}"
+    where = f"{pixels_text(xy)} on frame {prediction.number}"
     width, height = prediction.footage_size
     if not (0 <= xy[0] <= width and 0 <= xy[1] <= height):
         return None, f"{where} is outside the {width} x {height} frame"
@@ -143,7 +144,7 @@ def resolve_picks(session, pipeline_settings: PipelineSettings, picks: Iterable[
                 offset = float(np.linalg.norm(on_surface - canonical))
                 if offset > max_surface_offset:
                     canonical, why = None, (
-                        f"{_pixels(pick.xy)} on frame {number} matches no point of the face mesh "
+                        f"{pixels_text(pick.xy)} on frame {number} matches no point of the face mesh "
                         f"(it lies {offset:.2f} canonical units off it): place it on the face")
             if canonical is None:
                 out.rejected[pick.name] = why

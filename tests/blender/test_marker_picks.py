@@ -185,16 +185,73 @@ def test_the_lens_can_come_from_the_clips_camera(addon_from_source, clip, tmp_pa
     lens = rc.clip_lens(clip, (w, h))
     assert (lens.focal_mm, lens.sensor_mm) == pytest.approx((40.0, 30.0 * max(w, h) / w))
     assert rc.clip_lens(clip, (60, 120)).sensor_mm == pytest.approx(60.0)  # portrait: the height
+    # lens distortion is undone on the footage (core.lens_distortion), in the footage's pixels
+    camera.k1 = -0.05
+    lens = rc.clip_lens(clip, (2 * w, 2 * h))  # footage read at twice the clip's size
+    assert not lens.warnings
+    assert lens.distortion.model == "POLYNOMIAL"
+    assert lens.distortion.coefficients == pytest.approx((-0.05, 0, 0))
+    assert lens.distortion.focal_px == pytest.approx(2 * camera.focal_length_pixels)
+    assert lens.distortion.principal == pytest.approx((2 * w * 0.625, 2 * h * 0.75))
+    assert lens.distortion.size == (2 * w, 2 * h)
     # what the capture does not undo is said, not silently dropped
-    camera.k1, camera.pixel_aspect = -0.05, 2.0
-    warnings = rc.clip_lens(clip, (w, h)).warnings
-    assert len(warnings) == 2 and "Polynomial: k1 -0.05" in warnings[0] and \
-        "pixel aspect 2" in warnings[1]
+    camera.pixel_aspect = 2.0
+    lens = rc.clip_lens(clip, (w, h))
+    assert lens.distortion is None and len(lens.warnings) == 2
+    assert "pixel aspect 2" in lens.warnings[0]
+    assert "(Polynomial: k1 -0.05) is not undone with non-square pixels" in lens.warnings[1]
     camera.distortion_model = "BROWN"  # another model's coefficients are what count now
     camera.brown_p1 = 0.01
-    assert "Brown: brown_p1 0.01" in rc.clip_lens(clip, (w, h)).warnings[0]
+    assert "Brown: brown_p1 0.01" in rc.clip_lens(clip, (w, h)).warnings[1]
     job, _ = rc.start_job(bpy.context, clip=clip)
-    assert len(job.status.warnings) == 2
+    assert len(job.status.warnings) == 2 and job.settings.lens_distortion is None
+
+
+def test_the_clips_lens_distortion_is_undone_and_the_view_shows_it_undone(
+        addon_from_source, clip, tmp_path):
+    """Clip's Camera with a distorted lens: the job undistorts the footage and the track picks,
+    the capture records the lens, the camera view shows the clip undistorted, and 2D exports
+    and the pick's record are on the footage as shot."""
+    pytest.importorskip("onnxruntime")
+    from face_anything_addon.blender import export
+    from face_anything_addon.core.lens_distortion import LensDistortion
+
+    settings = set_up(addon_from_source, tmp_path)
+    settings.lens_source = "CLIP"
+    camera = clip.tracking.camera
+    camera.distortion_model, camera.division_k1 = "DIVISION", -0.2
+    camera.principal_point = (0.5, 0.5)  # the lens's centre up and right: PLACED is bent more
+    add_track(clip, "dimple", 3, PLACED)
+    rc = addon_module(addon_from_source, "reconstruct")
+    job, _ = rc.start_job(bpy.context, clip=clip)
+    lens = job.settings.lens_distortion
+    assert lens.model == "DIVISION" and lens.coefficients == pytest.approx((-0.2, 0.0))
+    assert not job.status.warnings
+    moved = lens.undistort(PLACED)
+    assert 1.0 < np.hypot(*(moved - PLACED)) < 4  # the lens does bend the shot here
+    job.run()
+    cap = job.capture
+    assert LensDistortion.of_capture(cap).record() == lens.record()
+    entry = cap.settings["marker_picks"]["accepted"]["dimple"]
+    assert entry["xy"] == pytest.approx(PLACED)  # as placed on the clip
+    j = cap.marker_names.index("dimple")
+    row = list(cap.frame_numbers).index(3)
+    # the footage's disc is not itself bent, so in the capture's (undistorted) frame the marker
+    # sits where the lens would have moved the point, and on the footage as shot it is back
+    assert np.hypot(*(cap.marker_xy[row, j] - moved)) < 0.3
+    assert entry["offset_px"] < 0.3
+    coll = rc.finish_job(bpy.context, job)
+    background = objects_of(coll)["camera"].data.background_images[0]
+    assert background.clip == clip and background.clip_user.use_render_undistorted
+    table = export.marker_table(cap)
+    rows = [i for i, (f, n) in enumerate(zip(table["frame"], table["name"]))
+            if f == "3" and n == "dimple"]
+    xy = (float(table["x"][rows[0]]), float(table["y"][rows[0]]))
+    assert xy == pytest.approx(lens.distort(cap.marker_xy[row, j]), abs=1e-3)
+    doc = json.loads(export.export_markers_json(cap, tmp_path / "m.json").read_text())
+    assert doc["lens_distortion"]["model"] == "DIVISION"
+    marker = next(m for m in doc["markers"] if m["name"] == "dimple")
+    assert (marker["x"][row], marker["y"][row]) == pytest.approx(xy, abs=1e-3)
 
 
 # ------------------------------------------------------------------------ markers from vertices

@@ -1,0 +1,281 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Lens distortion of a Movie Clip's camera (Blender's tracking models), undone on the footage.
+
+The capture solves through a pinhole camera. Footage shot through a lens the clip's camera
+describes as distorted (Track > Camera > Lens: Polynomial, Division, Nuke or Brown) is undistorted
+frame by frame before the network sees it, the way Blender's Movie Distortion node undistorts it
+(same size, same focal length and principal point, no overscan; pixels that come from outside
+the frame are black). The capture then lives in the undistorted frame: its camera, its 3D scene
+and its `marker_xy`; `distort` takes 2D results back onto the footage as shot (exports, the
+preview), `undistort` takes points placed on the footage (Movie Clip tracks) into it.
+
+The models are Blender's (libmv's), in Blender's pixel coordinates (x right, y up, the frame's
+bottom-left corner at (0, 0): pixel centres at integer + 0.5), around the principal point
+`principal_point_pixels`, on normalised coordinates (pixel - principal) / focal:
+- POLYNOMIAL (k1, k2, k3): distorted = x (1 + k1 r^2 + k2 r^4 + k3 r^6);
+- DIVISION (k1, k2): distorted = x / (1 + k1 r^2 + k2 r^4);
+- NUKE (k1, k2): undistorted = d / (1 + k1 rd^2 + k2 rd^4), d in pixels from the principal point
+  over half the frame's longer side (the one model defined from the distorted side);
+- BROWN (k1..k4, p1, p2): radial to r^8 plus tangential p1, p2.
+The direction without a formula is solved by Newton's method, vectorised over all points.
+
+Outside this module, points are footage pixels as everywhere in core: x right, y down, the
+top-left pixel's centre at (0.5, 0.5).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+from .frames import Frame, reduced
+
+# each model's coefficients, in the order `LensDistortion.coefficients` holds them (the names of
+# Blender's MovieTrackingCamera properties)
+MODELS = {"POLYNOMIAL": ("k1", "k2", "k3"), "DIVISION": ("division_k1", "division_k2"),
+          "NUKE": ("nuke_k1", "nuke_k2"),
+          "BROWN": ("brown_k1", "brown_k2", "brown_k3", "brown_k4", "brown_p1", "brown_p2")}
+NEWTON_STEPS = 20
+NEWTON_TOLERANCE = 1e-10  # normalised units (about 1e-7 px)
+
+
+class LensDistortionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LensDistortion:
+    """A clip camera's distortion. focal_px: focal length in footage pixels; principal: Blender's
+    principal point (`principal_point_pixels`: pixels, y up from the bottom edge); size: the
+    footage's (width, height) in pixels (NUKE's normalisation; the y flip)."""
+
+    model: str
+    coefficients: tuple[float, ...]
+    focal_px: float
+    principal: tuple[float, float]
+    size: tuple[int, int]
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise LensDistortionError(f"unknown lens distortion model {self.model!r}: one of "
+                                      f"{', '.join(MODELS)}")
+        if len(self.coefficients) != len(MODELS[self.model]):
+            raise LensDistortionError(f"{self.model} distortion takes {len(MODELS[self.model])} "
+                                      f"coefficients ({', '.join(MODELS[self.model])}), got "
+                                      f"{len(self.coefficients)}")
+        if not (np.isfinite(self.focal_px) and self.focal_px > 0):
+            raise LensDistortionError(f"the lens's focal length must be positive, got "
+                                      f"{self.focal_px} px")
+        object.__setattr__(self, "coefficients", tuple(float(c) for c in self.coefficients))
+        object.__setattr__(self, "principal", tuple(float(c) for c in self.principal))
+        object.__setattr__(self, "size", tuple(int(c) for c in self.size))
+
+    @property
+    def is_identity(self) -> bool:
+        return not any(self.coefficients)
+
+    # ------------------------------------------------------------------ record (capture settings)
+
+    def record(self) -> dict:
+        return {"model": self.model, "coefficients": list(self.coefficients),
+                "names": list(MODELS[self.model]), "focal_px": self.focal_px,
+                "principal": list(self.principal), "size": list(self.size)}
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "LensDistortion | None":
+        if not record:
+            return None
+        return cls(str(record["model"]), tuple(record["coefficients"]),
+                   float(record["focal_px"]), tuple(record["principal"]), tuple(record["size"]))
+
+    @classmethod
+    def of_capture(cls, capture) -> "LensDistortion | None":
+        """The distortion a capture's footage was undistorted with (its settings record)."""
+        return cls.from_record((getattr(capture, "settings", None) or {}).get("lens_distortion"))
+
+    # ------------------------------------------------------------------ points
+
+    def distort(self, points) -> np.ndarray:
+        """Points (..., 2) of the undistorted frame -> where they lie on the footage as shot."""
+        return self._map(points, self._distort_normalised)
+
+    def undistort(self, points) -> np.ndarray:
+        """Points (..., 2) on the footage as shot -> the undistorted frame."""
+        return self._map(points, self._undistort_normalised)
+
+    def _map(self, points, fn) -> np.ndarray:
+        """(..., 2) float64; nan stays nan (and a point the model cannot map becomes nan)."""
+        p = np.asarray(points, np.float64)
+        x, y = fn(*self._to_normalised(p[..., 0], p[..., 1]))
+        return np.stack(self._from_normalised(x, y), -1)
+
+    def _to_normalised(self, x, y):
+        h = self.size[1]
+        return ((x - self.principal[0]) / self.focal_px,
+                (h - y - self.principal[1]) / self.focal_px)
+
+    def _from_normalised(self, x, y):
+        h = self.size[1]
+        return (x * self.focal_px + self.principal[0],
+                h - (y * self.focal_px + self.principal[1]))
+
+    # ------------------------------------------------------------------ the models
+
+    def _distort_normalised(self, x, y):
+        if self.model == "NUKE":
+            return _newton(self._nuke_undistort, x, y)
+        return self._forward(x, y)
+
+    def _undistort_normalised(self, x, y):
+        if self.model == "NUKE":
+            return self._nuke_undistort(x, y)
+        return _newton(self._forward, x, y)
+
+    def _forward(self, x, y):
+        """The models given in the distorting direction (all but NUKE), normalised units."""
+        c = self.coefficients
+        r2 = x * x + y * y
+        if self.model == "POLYNOMIAL":
+            k1, k2, k3 = c
+            radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            return x * radial, y * radial
+        if self.model == "DIVISION":
+            k1, k2 = c
+            radial = 1 + r2 * (k1 + r2 * k2)
+            return x / radial, y / radial
+        k1, k2, k3, k4, p1, p2 = c  # BROWN
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
+        return (x * radial + p1 * (r2 + 2 * x * x) + 2 * p2 * x * y,
+                y * radial + p2 * (r2 + 2 * y * y) + 2 * p1 * x * y)
+
+    def _nuke_undistort(self, x, y):
+        """NUKE maps the distorted point to the undistorted one, in units of half the frame's
+        longer side from the principal point (normalised units in and out)."""
+        k1, k2 = self.coefficients
+        half = max(self.size) / 2.0
+        to_half = self.focal_px / half
+        xd, yd = x * to_half, y * to_half
+        rd2 = xd * xd + yd * yd
+        radial = 1 + rd2 * (k1 + rd2 * k2)
+        return x / radial, y / radial
+
+    # ------------------------------------------------------------------ images
+
+    def undistort_image(self, image: np.ndarray, scale: tuple[float, float] = (1.0, 1.0),
+                        ) -> np.ndarray:
+        """An (H, W, C) frame of the footage (reduced by `scale`, image pixels per footage pixel:
+        `Frame.scale`) undistorted: each pixel bilinearly sampled where the lens put it; black
+        where that falls outside the frame."""
+        h, w = image.shape[:2]
+        index, below, fx, fy, inside = _remap(self, (w, h), (float(scale[0]), float(scale[1])))
+        c = image.shape[2] if image.ndim == 3 else 1
+        # one record per pixel (all its channels): each gather moves whole pixels
+        pixels = np.ascontiguousarray(image, np.float32).reshape(-1).view(
+            np.dtype((np.void, 4 * c)))
+
+        def at(i):
+            return pixels[i].view(np.float32).reshape(-1, c)
+
+        top, right = at(index), at(index + 1)
+        right -= top
+        right *= fx
+        top += right  # the upper pair interpolated along x
+        bottom, right = at(below), at(below + 1)
+        right -= bottom
+        right *= fx
+        bottom += right
+        bottom -= top
+        bottom *= fy
+        top += bottom
+        top *= inside
+        return top.reshape(image.shape).astype(image.dtype, copy=False)
+
+    def undistort_frame(self, frame: Frame) -> Frame:
+        return replace(frame, image=self.undistort_image(frame.image, frame.scale))
+
+
+@lru_cache(maxsize=2)
+def _remap(lens: LensDistortion, image_size: tuple[int, int], scale: tuple[float, float]):
+    """For each pixel of an undistorted (w, h) image at `scale`: the flat indices of the upper
+    left and lower left of its four source pixels, the fractions (x, y) within them, and 1 / 0
+    (in / outside the frame), the last three (H * W, 1) float32. Made once per lens and size."""
+    w, h = image_size
+    if w < 2 or h < 2:
+        raise LensDistortionError(f"a {w} x {h} image is too small to undistort")
+    sx, sy = scale
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    source = lens.distort(np.stack([(u.ravel() + 0.5) / sx, (v.ravel() + 0.5) / sy], -1))
+    cx = source[:, 0] * sx - 0.5  # image corner coordinates: pixel centres at integers
+    cy = source[:, 1] * sy - 0.5
+    with np.errstate(invalid="ignore"):  # nan: a point the model cannot map
+        inside = (cx > -0.5) & (cx < w - 0.5) & (cy > -0.5) & (cy < h - 0.5)
+    # within half a pixel of the border: the border pixel (the last pair's right / lower one)
+    cx = np.clip(np.nan_to_num(cx), 0, w - 1 - 1e-6)
+    cy = np.clip(np.nan_to_num(cy), 0, h - 1 - 1e-6)
+    x0, y0 = np.floor(cx), np.floor(cy)
+    index = (y0 * w + x0).astype(np.intp)
+    out = [index, index + w] + [a.astype(np.float32)[:, None]
+                                for a in (cx - x0, cy - y0, inside)]
+    for a in out:
+        a.flags.writeable = False
+    return tuple(out)
+
+
+def _newton(fn, tx, ty):
+    """Solve fn(x, y) = (tx, ty) for (x, y), all points at once, from (tx, ty); the Jacobian by
+    central differences. Points that do not converge (outside where the model is invertible)
+    come back as nan."""
+    x, y = np.array(tx, np.float64), np.array(ty, np.float64)
+    eps = 1e-7
+    for _ in range(NEWTON_STEPS):
+        fx, fy = fn(x, y)
+        rx, ry = fx - tx, fy - ty
+        if np.nanmax(np.abs(rx), initial=0) < NEWTON_TOLERANCE and \
+                np.nanmax(np.abs(ry), initial=0) < NEWTON_TOLERANCE:
+            break
+        ax, ay = fn(x + eps, y)
+        bx, by = fn(x - eps, y)
+        a_x, a_y = (ax - bx) / (2 * eps), (ay - by) / (2 * eps)
+        ax, ay = fn(x, y + eps)
+        bx, by = fn(x, y - eps)
+        b_x, b_y = (ax - bx) / (2 * eps), (ay - by) / (2 * eps)
+        det = a_x * b_y - b_x * a_y
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = x - (b_y * rx - b_x * ry) / det
+            y = y - (a_x * ry - a_y * rx) / det
+    fx, fy = fn(x, y)
+    good = (np.abs(fx - tx) < 1e-6) & (np.abs(fy - ty) < 1e-6)
+    return np.where(good, x, np.nan), np.where(good, y, np.nan)
+
+
+def footage_xy(capture, xy) -> np.ndarray:
+    """2D positions (..., 2) of `capture` (its frame) on the footage as shot: distorted again
+    when the capture's footage was undistorted, else as they are (float64)."""
+    lens = LensDistortion.of_capture(capture)
+    return np.asarray(xy, np.float64) if lens is None else lens.distort(xy)
+
+
+class UndistortedFrames:
+    """`frames` (any frame source: a reader, a feed, a list) with each frame undistorted by
+    `lens` as it is read; `reduced(n)` and the source's other attributes (its footage `size`,
+    ...) pass through."""
+
+    def __init__(self, frames, lens: LensDistortion):
+        self._frames = frames
+        self.lens = lens
+
+    def __iter__(self):
+        for frame in self._frames:
+            yield self.lens.undistort_frame(frame)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def reduced(self, factor: int) -> "UndistortedFrames":
+        return UndistortedFrames(reduced(self._frames, factor), self.lens)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._frames, name)
