@@ -7,7 +7,7 @@ import bpy
 
 from ..core.runtime_info import runtime_info
 from .clip_picks import track_count
-from .reconstruct import CURRENT
+from .reconstruct import CURRENT, distortion_coefficients
 
 
 class _FaceAnythingPanel:
@@ -67,6 +67,9 @@ class _FaceAnythingPanel:
                 camera = clip.tracking.camera
                 col.label(text=f"{camera.focal_length:g} mm on a {camera.sensor_width:g} mm sensor",
                           icon="CAMERA_DATA")
+                if any(distortion_coefficients(camera)):
+                    col.label(text=f"{camera.distortion_model.title()} distortion: undone first",
+                              icon="CHECKMARK")
         col.prop(settings, "mesh")
         if settings.mesh == "REFERENCE":
             col.prop(settings, "reference_frame")

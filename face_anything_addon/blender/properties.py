@@ -39,8 +39,9 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
         items=(("ESTIMATE", "Estimate", "The network estimates the focal length (a face alone "
                                         "tells it poorly)"),
                ("KNOWN", "Known", "The focal length and sensor the footage was shot with"),
-               ("CLIP", "Clip's Camera", "The Movie Clip's camera: Focal Length, Sensor Width "
-                                         "and Optical Center in the Movie Clip Editor's "
+               ("CLIP", "Clip's Camera", "The Movie Clip's camera: Focal Length, Sensor Width, "
+                                         "Optical Center and Lens Distortion (undone on the "
+                                         "footage first) in the Movie Clip Editor's "
                                          "Track > Camera panel")))
     lens: FloatProperty(name="Focal Length", default=50.0, min=1.0, max=5000.0, unit="CAMERA",
                         description="Focal length of the lens the footage was shot with (mm)")

@@ -46,6 +46,11 @@ def _fps(context, clip) -> float:
     return render.fps / render.fps_base
 
 
+def distortion_coefficients(camera) -> tuple[float, ...]:
+    """A Movie Clip camera's coefficients of its distortion model (all 0: no distortion)."""
+    return tuple(float(getattr(camera, k)) for k in MODELS.get(camera.distortion_model, ()))
+
+
 @dataclass(frozen=True)
 class ClipLens:
     """A Movie Clip's camera as the capture uses it, and what of it the capture cannot use."""
@@ -73,7 +78,7 @@ def clip_lens(background, size) -> ClipLens:
         else (w / 2.0, h / 2.0)
     warnings, distortion = [], None
     model = camera.distortion_model
-    coefficients = tuple(float(getattr(camera, k)) for k in MODELS.get(model, ()))
+    coefficients = distortion_coefficients(camera)
     square = abs(camera.pixel_aspect - 1.0) <= 1e-6
     if not square:
         warnings.append(f"Clip's Camera: the clip's pixel aspect {camera.pixel_aspect:g} is not "

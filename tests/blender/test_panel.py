@@ -22,17 +22,18 @@ class _Layout:
     def prop(self, data, name, **_):
         self.drawn.append(name)
 
-    def label(self, **_):
-        pass
+    def label(self, text="", **_):
+        self.drawn.append(f"label: {text}")
 
     def operator(self, *_, **__):
         return SimpleNamespace()
 
 
-def drawn(panels) -> list:
+def drawn(panels, clip=None) -> list:
     names = []
     me = SimpleNamespace(layout=_Layout(names), bl_space_type="VIEW_3D")
-    panels._FaceAnythingPanel.draw(me, SimpleNamespace(scene=bpy.context.scene, space_data=None))
+    space = SimpleNamespace(clip=clip) if clip is not None else None
+    panels._FaceAnythingPanel.draw(me, SimpleNamespace(scene=bpy.context.scene, space_data=space))
     return names
 
 
@@ -53,3 +54,17 @@ def test_the_expression_fit_settings_show_with_the_template_and_reach_the_solve(
     settings.expressions, settings.expression_prior = False, 2.5
     solve = props.capture_settings(settings, None).solve
     assert (solve.expressions, solve.expression_prior_mm) == (False, 2.5)
+
+
+def test_clip_s_camera_says_when_the_clip_s_lens_distortion_will_be_undone(
+        addon_from_source, empty_file, tmp_path):
+    panels = importlib.import_module(addon_from_source.__name__ + ".blender.panels")
+    image = bpy.data.images.new("frame", 32, 24)
+    image.filepath_raw, image.file_format = str(tmp_path / "frame_0001.png"), "PNG"
+    image.save()
+    clip = bpy.data.movieclips.load(str(tmp_path / "frame_0001.png"))
+    bpy.context.scene.face_anything.lens_source = "CLIP"
+    assert not [n for n in drawn(panels, clip) if "distortion" in n]
+    clip.tracking.camera.distortion_model = "NUKE"
+    clip.tracking.camera.nuke_k1 = -0.02
+    assert "label: Nuke distortion: undone first" in drawn(panels, clip)
