@@ -4,7 +4,7 @@ in order, each from the weights (and rendered windows) of the one before, then t
 
     .venv/bin/python -m training.reproduce [--out out/reproduce] [--dry-run] [--scale 0.1]
 
-About 20 hours of training on 2 CPU cores (the stages' time budgets, below). Each stage writes
+About 21.5 hours of training on 2 CPU cores (the stages' time budgets, below). Each stage writes
 its own folder under --out; a finished stage leaves `done.json` and is skipped when the command
 is run again, an interrupted one is resumed from its `last.pt` (model, optimiser, step, time).
 Training is cut by wall-clock budgets and the data are random draws, so a rerun gives a model of
@@ -19,9 +19,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-NAME = ("Face Anything CPU-deep (synthetic MakeHuman faces, v14: v7 grown to 10 blocks and trained "
-        "on at 196, weights averaged, then with the depth shape loss in two stages; mirror- and "
-        "shift-averaged)")
+NAME = ("Face Anything CPU-deep (synthetic MakeHuman faces, v15: v7 grown to 10 blocks and trained "
+        "on at 196, weights averaged, then with the depth shape loss in two stages and the mask's "
+        "soft IoU loss; mirror- and shift-averaged)")
 EXPORT = ("--input-size", "196", "--depth-units", "relative", "--mirror-average", "--shift-average")
 
 _BASE = ("--config cpu-tiny --size 140 --window 2 --single 0.3 --batch 2 --min-pool 8 "
@@ -95,8 +95,12 @@ STAGES = (
     # peak rate, a moving average kept (exported)
     Stage("v14", 92, _fine_tune_at_196(lr="2e-4", seed=45, config="cpu-deep")
           + " --ema 0.998 --loss depth_shape=5.0", init="v13/ema.pt"),
+    # v15: v14's moving average trained on with the mask's soft intersection-over-union loss
+    # added (training.losses: mask_iou), a moving average kept (exported)
+    Stage("v15", 95, _fine_tune_at_196(lr="1.5e-4", seed=46, config="cpu-deep")
+          + " --ema 0.998 --loss depth_shape=5.0 --loss mask_iou=1.0", init="v14/ema.pt"),
 )
-FINAL = "v14/ema.pt"  # the checkpoint exported as the bundled model
+FINAL = "v15/ema.pt"  # the checkpoint exported as the bundled model
 
 
 def stage_argv(stage: Stage, out: Path, scale: float = 1.0,
