@@ -7,7 +7,7 @@ import bpy
 
 from ..core.runtime_info import runtime_info
 from .clip_picks import track_count
-from .reconstruct import CURRENT, distortion_coefficients
+from .reconstruct import CURRENT, distortion_coefficients, square_pixels
 
 
 class _FaceAnythingPanel:
@@ -68,8 +68,12 @@ class _FaceAnythingPanel:
                 col.label(text=f"{camera.focal_length:g} mm on a {camera.sensor_width:g} mm sensor",
                           icon="CAMERA_DATA")
                 if any(distortion_coefficients(camera)):
-                    col.label(text=f"{camera.distortion_model.title()} distortion: undone first",
-                              icon="CHECKMARK")
+                    model = camera.distortion_model.title()
+                    if square_pixels(camera):
+                        col.label(text=f"{model} distortion: undone first", icon="CHECKMARK")
+                    else:
+                        col.label(text=f"{model} distortion: not undone (non-square pixels)",
+                                  icon="ERROR")
         col.prop(settings, "mesh")
         if settings.mesh == "REFERENCE":
             col.prop(settings, "reference_frame")

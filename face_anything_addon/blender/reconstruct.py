@@ -51,6 +51,11 @@ def distortion_coefficients(camera) -> tuple[float, ...]:
     return tuple(float(getattr(camera, k)) for k in MODELS.get(camera.distortion_model, ()))
 
 
+def square_pixels(camera) -> bool:
+    """Whether a Movie Clip camera's pixel aspect is 1 (the capture undoes distortion only then)."""
+    return abs(camera.pixel_aspect - 1.0) <= 1e-6
+
+
 @dataclass(frozen=True)
 class ClipLens:
     """A Movie Clip's camera as the capture uses it, and what of it the capture cannot use."""
@@ -79,13 +84,13 @@ def clip_lens(background, size) -> ClipLens:
     warnings, distortion = [], None
     model = camera.distortion_model
     coefficients = distortion_coefficients(camera)
-    square = abs(camera.pixel_aspect - 1.0) <= 1e-6
+    square = square_pixels(camera)
     if not square:
         warnings.append(f"Clip's Camera: the clip's pixel aspect {camera.pixel_aspect:g} is not "
                         "used; the capture takes the footage's pixels as square")
     if any(coefficients):
-        if square and clip_w and clip_h:
-            to_footage = (w / clip_w, h / clip_h)
+        if square:
+            to_footage = (w / clip_w, h / clip_h) if clip_w and clip_h else (1.0, 1.0)
             distortion = LensDistortion(
                 model, coefficients, float(camera.focal_length_pixels) * to_footage[0],
                 (float(px) * to_footage[0], float(py) * to_footage[1]), (w, h))

@@ -68,3 +68,5 @@ def test_clip_s_camera_says_when_the_clip_s_lens_distortion_will_be_undone(
     clip.tracking.camera.distortion_model = "NUKE"
     clip.tracking.camera.nuke_k1 = -0.02
     assert "label: Nuke distortion: undone first" in drawn(panels, clip)
+    clip.tracking.camera.pixel_aspect = 1.5  # the capture then undoes neither
+    assert "label: Nuke distortion: not undone (non-square pixels)" in drawn(panels, clip)
