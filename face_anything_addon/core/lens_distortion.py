@@ -25,8 +25,6 @@ top-left pixel's centre at (0.5, 0.5).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
-
 import numpy as np
 
 from .frames import Frame, reduced
@@ -163,12 +161,19 @@ class LensDistortion:
     # ------------------------------------------------------------------ images
 
     def undistort_image(self, image: np.ndarray, scale: tuple[float, float] = (1.0, 1.0),
-                        ) -> np.ndarray:
+                        remaps: dict | None = None) -> np.ndarray:
         """An (H, W, C) frame of the footage (reduced by `scale`, image pixels per footage pixel:
         `Frame.scale`) undistorted: each pixel bilinearly sampled where the lens put it; black
-        where that falls outside the frame."""
+        where that falls outside the frame. remaps: a dict the caller keeps to reuse the
+        sampling map across frames of one size (it lives as long as the caller's dict)."""
         h, w = image.shape[:2]
-        index, below, fx, fy, inside = _remap(self, (w, h), (float(scale[0]), float(scale[1])))
+        key = ((w, h), (float(scale[0]), float(scale[1])))
+        found = remaps.get(key) if remaps is not None else None
+        if found is None:
+            found = _remap(self, *key)
+            if remaps is not None:
+                remaps[key] = found
+        index, below, fx, fy, inside = found
         c = image.shape[2] if image.ndim == 3 else 1
         # one record per pixel (all its channels): each gather moves whole pixels
         pixels = np.ascontiguousarray(image, np.float32).reshape(-1).view(
@@ -191,15 +196,14 @@ class LensDistortion:
         top *= inside
         return top.reshape(image.shape).astype(image.dtype, copy=False)
 
-    def undistort_frame(self, frame: Frame) -> Frame:
-        return replace(frame, image=self.undistort_image(frame.image, frame.scale))
+    def undistort_frame(self, frame: Frame, remaps: dict | None = None) -> Frame:
+        return replace(frame, image=self.undistort_image(frame.image, frame.scale, remaps))
 
 
-@lru_cache(maxsize=2)
 def _remap(lens: LensDistortion, image_size: tuple[int, int], scale: tuple[float, float]):
     """For each pixel of an undistorted (w, h) image at `scale`: the flat indices of the upper
     left and lower left of its four source pixels, the fractions (x, y) within them, and 1 / 0
-    (in / outside the frame), the last three (H * W, 1) float32. Made once per lens and size."""
+    (in / outside the frame), the last three (H * W, 1) float32."""
     w, h = image_size
     if w < 2 or h < 2:
         raise LensDistortionError(f"a {w} x {h} image is too small to undistort")
@@ -259,21 +263,23 @@ def footage_xy(capture, xy) -> np.ndarray:
 class UndistortedFrames:
     """`frames` (any frame source: a reader, a feed, a list) with each frame undistorted by
     `lens` as it is read; `reduced(n)` and the source's other attributes (its footage `size`,
-    ...) pass through."""
+    ...) pass through. The sampling maps, made once per frame size, are kept only as long as
+    the wrapper (and the ones `reduced` gives) is."""
 
-    def __init__(self, frames, lens: LensDistortion):
+    def __init__(self, frames, lens: LensDistortion, remaps: dict | None = None):
         self._frames = frames
         self.lens = lens
+        self._remaps = {} if remaps is None else remaps
 
     def __iter__(self):
         for frame in self._frames:
-            yield self.lens.undistort_frame(frame)
+            yield self.lens.undistort_frame(frame, self._remaps)
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def reduced(self, factor: int) -> "UndistortedFrames":
-        return UndistortedFrames(reduced(self._frames, factor), self.lens)
+        return UndistortedFrames(reduced(self._frames, factor), self.lens, self._remaps)
 
     def __getattr__(self, name):
         if name.startswith("__"):

@@ -170,6 +170,8 @@ def test_undistorted_frames_wrap_any_source_and_keep_its_reduction():
     np.testing.assert_allclose(out[0].image, lp.undistort_image(frames[0].image))
     smaller = wrapped.reduced(2)
     assert isinstance(smaller, UndistortedFrames) and smaller._frames.reduction == 2
+    # one sampling map per frame size, shared with the reduced passes, gone with the wrapper
+    assert list(wrapped._remaps) == [(SIZE, (1.0, 1.0))] and smaller._remaps is wrapped._remaps
     assert len(list(UndistortedFrames(frames, lp).reduced(3))) == 2  # a list cannot reduce
     with pytest.raises(AttributeError):
         wrapped.no_such_attribute
