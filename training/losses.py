@@ -9,7 +9,8 @@ the evaluation's relief measure as a loss: each frame's log depth aligned to the
 squares scale and shift, its mean absolute residual over the truth's standard deviation, so that
 every frame counts alike however far its face is and however deep the network thinks it is.
 The mask has binary cross-entropy per pixel and (`mask_iou`, off by default) one minus each frame's
-soft intersection over union, so that a small face's outline counts as much as a large one's.
+soft intersection over union, so that a small face's outline counts as much as a large one's
+(`mask_iou_empty`: how much frames without a face count there; 0 leaves them to the cross-entropy).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class LossWeights:
     canonical_grad: float = 2.0
     mask: float = 5.0
     mask_iou: float = 0.0  # 1 - soft IoU per frame (the evaluation's measure), in [0, 1]
+    mask_iou_empty: float = 1.0  # weight of faceless frames in mask_iou (0: skipped, as the metric does)
     intrinsics: float = 0.5
     consistency: float = 0.05
     alpha: float = 0.2  # weight of -log(confidence)
@@ -96,13 +98,19 @@ def shape_loss(pred: torch.Tensor, true: torch.Tensor, m: torch.Tensor,
     return (per_frame * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-def soft_iou_loss(logit: torch.Tensor, true: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Mean over frames (.., H, W) of 1 - soft intersection / soft union of sigmoid(logit) and the
-    true mask; `smooth` pixels added to both keep an empty truth and an empty prediction at 0."""
+def soft_iou_loss(logit: torch.Tensor, true: torch.Tensor, smooth: float = 1.0,
+                  empty_weight: float = 1.0) -> torch.Tensor:
+    """Weighted mean over frames (.., H, W) of 1 - soft intersection / soft union of
+    sigmoid(logit) and the true mask; `smooth` pixels added to both keep an empty truth and an
+    empty prediction at 0. Frames whose truth is empty (no face) weigh `empty_weight` (0: left
+    out, as the evaluation's mask IoU leaves them out; the cross-entropy still covers them);
+    0 when no frame weighs anything."""
     p = torch.sigmoid(logit)
     inter = (p * true).sum((-2, -1))
     union = (p + true - p * true).sum((-2, -1))
-    return (1.0 - (inter + smooth) / (union + smooth)).mean()
+    per_frame = 1.0 - (inter + smooth) / (union + smooth)
+    weight = torch.where(true.sum((-2, -1)) > 0, 1.0, float(empty_weight)).to(per_frame.dtype)
+    return (per_frame * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
 def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -126,7 +134,8 @@ def face_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     terms["canonical"] = confidence_regression(c_err, out["canonical_conf"], m, w.alpha)
     terms["canonical_grad"] = gradient_loss(out["canonical"], batch["canonical"], m) / w.canonical_scale
     terms["mask"] = F.binary_cross_entropy_with_logits(out["mask_logit"], batch["mask"].float())
-    terms["mask_iou"] = soft_iou_loss(out["mask_logit"], batch["mask"].float())
+    terms["mask_iou"] = soft_iou_loss(out["mask_logit"], batch["mask"].float(),
+                                      empty_weight=w.mask_iou_empty)
     k_pred, k_true = out["intrinsics"], batch["intrinsics"]
     width = float(out["depth"].shape[-1])
     terms["intrinsics"] = ((torch.log(k_pred[..., 0, 0] / k_true[..., 0, 0])).abs().mean()

@@ -107,6 +107,12 @@ def test_soft_iou_loss_counts_a_small_face_s_outline_like_a_large_one_s():
     empty = torch.zeros(1, 40, 40)
     assert float(soft_iou_loss(torch.full_like(empty, -30.0), empty)) < 1e-6
     assert float(soft_iou_loss(torch.full_like(empty, 30.0), empty)) > 0.99
+    # ... unless faceless frames are left out (empty_weight 0): then only the face frames count
+    both = torch.cat([true[:1], empty])
+    wrong_on_empty = torch.cat([sure[:1], torch.full_like(empty, 30.0)])
+    assert float(soft_iou_loss(wrong_on_empty, both)) == pytest.approx(0.5, abs=1e-2)
+    assert float(soft_iou_loss(wrong_on_empty, both, empty_weight=0.0)) < 1e-3
+    assert float(soft_iou_loss(torch.full_like(empty, 30.0), empty, empty_weight=0.0)) == 0.0
     # both faces grown by a one-pixel ring: the small face loses far more IoU, as the metric does
     grown = torch.nn.functional.max_pool2d(true[:, None], 3, 1, 1)[:, 0]
     ring = soft_iou_loss((grown - 0.5) * 60, true, smooth=0.0)
@@ -123,6 +129,13 @@ def test_soft_iou_loss_counts_a_small_face_s_outline_like_a_large_one_s():
     off, on = face_losses(out, batch), face_losses(out, batch, LossWeights(mask_iou=2.0))
     assert float(off["mask_iou"]) > 0.1
     assert float(on["total"] - off["total"]) == pytest.approx(2.0 * float(off["mask_iou"]), rel=1e-4)
+    # and hands it the faceless frames' weight: a window whose second frame has no face
+    batch["mask"][:, 1] = 0
+    out["mask_logit"] = torch.where(batch["mask"] > 0.5, 30.0, -30.0)
+    out["mask_logit"][:, 1] = 30.0  # a face where there is none
+    counted = float(face_losses(out, batch)["mask_iou"])
+    skipped = float(face_losses(out, batch, LossWeights(mask_iou_empty=0.0))["mask_iou"])
+    assert counted == pytest.approx(0.5, abs=0.02) and skipped < 1e-3
 
 
 def _args(tmp_path, steps, *extra):
