@@ -5,7 +5,9 @@ Writes JPEG, PNG and EXR sequences and an H.264 movie (rendered by Blender's seq
 FFmpeg writer) into a temporary folder, then times `open_footage` + full iteration; and an 8K PNG
 sequence read as the readers do by default (reduced to 2048 x 1152 inside Blender) and at full size;
 and the JPEG sequence read through a Movie Clip camera's lens distortion undone
-(`core.lens_distortion.UndistortedFrames`, as Reconstruct reads a distorted clip).
+(`core.lens_distortion.UndistortedFrames`, as Reconstruct reads a distorted clip): whole frames,
+and a 560-pixel face crop read and prepared for the bundled 196-pixel network as the pipeline
+reads it (`core.frames.crop_reading`: only the crop's pixels are undistorted).
 Run: .venv/bin/python -m bench.reading_bench [--frames N]
 """
 from __future__ import annotations
@@ -101,18 +103,35 @@ def write_8k_sequence(folder: Path, frames: int) -> Path:
     return folder
 
 
-def time_reading(path: Path, reduction: int = 1, undistort: bool = False, **options) -> dict:
+FACE_BOX = (680.0, 260.0, 1240.0, 820.0)  # a face 560 pixels tall in 1080p
+
+
+def time_reading(path: Path, reduction: int = 1, undistort: bool = False, face_crop: bool = False,
+                 **options) -> dict:
+    """ms per frame to read the footage; face_crop: and prepare the network's input of
+    FACE_BOX from each frame, as the pipeline does (reduced as far as the crop allows)."""
     from face_anything_addon.blender.footage import open_footage
+    from face_anything_addon.core.frames import crop_reading
     from face_anything_addon.core.lens_distortion import LensDistortion, UndistortedFrames
+    from face_anything_addon.core.preprocess import crop_for_box, prepare, reduction_factor
 
     footage = open_footage(path, **options)
     if undistort:  # a wide lens's barrel distortion, Blender's Polynomial model
         lens = LensDistortion("POLYNOMIAL", (-0.12, 0.02, 0.0), 1400.0,
                               (WIDTH / 2, HEIGHT / 2), (WIDTH, HEIGHT))
         footage = UndistortedFrames(footage, lens)
+    crop = crop_for_box(FACE_BOX, 196, 196)
+    if face_crop:
+        reduction = reduction_factor(crop)
     footage = footage.reduced(reduction)
+    frames, pixels = crop_reading(footage) if face_crop else (footage, None)
     t0 = time.perf_counter()
-    n = sum(1 for _ in footage)
+    n = 0
+    for frame in frames:
+        if face_crop:
+            image, in_image = pixels(frame, crop.scaled(*frame.scale))
+            prepare(image, in_image, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+        n += 1
     elapsed = time.perf_counter() - t0
     return {"frames": n, "ms_per_frame": round(1000 * elapsed / n, 1),
             "size": list(footage.size), "read_size": list(footage.read_size)}
@@ -140,6 +159,10 @@ def main(argv=None) -> None:
                                                                         undistort=True)
         results["JPEG sequence, in blocks of 6, lens distortion undone"] = \
             time_reading(seqs["JPEG"], reduction=6, undistort=True)
+        results["JPEG sequence, a 560-pixel face crop prepared for the network"] = \
+            time_reading(seqs["JPEG"], face_crop=True)
+        results["JPEG sequence, a 560-pixel face crop prepared, lens distortion undone"] = \
+            time_reading(seqs["JPEG"], face_crop=True, undistort=True)
         uhd = write_8k_sequence(folder / "uhd", max(2, a.frames // 8))
         results["8K PNG sequence, read at 2048 x 1152"] = time_reading(uhd)
         results["8K PNG sequence, read at full size"] = time_reading(uhd, max_side=0)

@@ -82,6 +82,22 @@ def reduced(frames, factor: int):
     return reduce(int(factor)) if reduce is not None else frames
 
 
+def crop_reading(frames):
+    """How to read `frames` for crops: (the frames to iterate, pixels), pixels(frame, crop) ->
+    (image, crop in it): the image a crop (`preprocess.Crop`, in the frame image's pixels) is
+    resampled from. A source that makes each frame's pixels from the frames it reads (e.g.
+    `lens_distortion.UndistortedFrames`) hands those over (`as_read`) and makes only the pixels
+    each crop reads (`crop_pixels`); any other gives its frames, and their images as they are."""
+    pixels = getattr(frames, "crop_pixels", None)
+    if pixels is None:
+        return frames, _whole_image
+    return frames.as_read, pixels
+
+
+def _whole_image(frame: Frame, crop):
+    return frame.image, crop
+
+
 def reduced_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """The size a width x height frame is decoded at when its longest side may be at most
     `max_side` (0: no limit): the aspect kept, each side rounded, at least 1 pixel."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .frames import Frame, reduced
+from .preprocess import read_region
 
 # each model's coefficients, in the order `LensDistortion.coefficients` holds them (the names of
 # Blender's MovieTrackingCamera properties)
@@ -161,11 +162,13 @@ class LensDistortion:
     # ------------------------------------------------------------------ images
 
     def undistort_image(self, image: np.ndarray, scale: tuple[float, float] = (1.0, 1.0),
-                        remaps: dict | None = None) -> np.ndarray:
+                        remaps: dict | None = None, region=None) -> np.ndarray:
         """An (H, W, C) frame of the footage (reduced by `scale`, image pixels per footage pixel:
         `Frame.scale`) undistorted: each pixel bilinearly sampled where the lens put it; black
-        where that falls outside the frame. remaps: a dict the caller keeps to reuse the
-        sampling map across frames of one size (it lives as long as the caller's dict)."""
+        where that falls outside the frame. region: (x0, y0, x1, y1), image pixels: only that
+        part of the undistorted image (the pixels a crop reads), for what that part costs.
+        remaps: a dict the caller keeps to reuse the sampling map across frames of one size
+        (it lives as long as the caller's dict)."""
         h, w = image.shape[:2]
         key = ((w, h), (float(scale[0]), float(scale[1])))
         found = remaps.get(key) if remaps is not None else None
@@ -173,19 +176,26 @@ class LensDistortion:
             found = _remap(self, *key)
             if remaps is not None:
                 remaps[key] = found
-        index, below, fx, fy, inside = found
+        x0, y0, x1, y1 = (0, 0, w, h) if region is None else map(int, region)
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise LensDistortionError(f"region {region} is not inside the {w} x {h} image")
+        if (x0, y0, x1, y1) != (0, 0, w, h):
+            found = [a.reshape(h, w, -1)[y0:y1, x0:x1].reshape(-1, a.shape[1]) for a in found]
+        index, fx, fy, inside = found
+        index = index[:, 0]
         c = image.shape[2] if image.ndim == 3 else 1
         # one record per pixel (all its channels): each gather moves whole pixels
         pixels = np.ascontiguousarray(image, np.float32).reshape(-1).view(
             np.dtype((np.void, 4 * c)))
 
         def at(i):
-            return pixels[i].view(np.float32).reshape(-1, c)
+            return np.take(pixels, i).view(np.float32).reshape(-1, c)
 
         top, right = at(index), at(index + 1)
         right -= top
         right *= fx
         top += right  # the upper pair interpolated along x
+        below = index + w  # the lower pair
         bottom, right = at(below), at(below + 1)
         right -= bottom
         right *= fx
@@ -194,16 +204,17 @@ class LensDistortion:
         bottom *= fy
         top += bottom
         top *= inside
-        return top.reshape(image.shape).astype(image.dtype, copy=False)
+        shape = (y1 - y0, x1 - x0) + image.shape[2:]
+        return top.reshape(shape).astype(image.dtype, copy=False)
 
     def undistort_frame(self, frame: Frame, remaps: dict | None = None) -> Frame:
         return replace(frame, image=self.undistort_image(frame.image, frame.scale, remaps))
 
 
 def _remap(lens: LensDistortion, image_size: tuple[int, int], scale: tuple[float, float]):
-    """For each pixel of an undistorted (w, h) image at `scale`: the flat indices of the upper
-    left and lower left of its four source pixels, the fractions (x, y) within them, and 1 / 0
-    (in / outside the frame), the last three (H * W, 1) float32."""
+    """For each pixel of an undistorted (w, h) image at `scale`, as (H * W, 1) columns: the flat
+    index of the upper left of its four source pixels (the lower left is one row, w, on), the
+    fractions (x, y) within them, and 1 / 0 (in / outside the frame), the last three float32."""
     w, h = image_size
     if w < 2 or h < 2:
         raise LensDistortionError(f"a {w} x {h} image is too small to undistort")
@@ -218,9 +229,8 @@ def _remap(lens: LensDistortion, image_size: tuple[int, int], scale: tuple[float
     cx = np.clip(np.nan_to_num(cx), 0, w - 1 - 1e-6)
     cy = np.clip(np.nan_to_num(cy), 0, h - 1 - 1e-6)
     x0, y0 = np.floor(cx), np.floor(cy)
-    index = (y0 * w + x0).astype(np.intp)
-    out = [index, index + w] + [a.astype(np.float32)[:, None]
-                                for a in (cx - x0, cy - y0, inside)]
+    out = [(y0 * w + x0).astype(np.intp)[:, None]] + [
+        a.astype(np.float32)[:, None] for a in (cx - x0, cy - y0, inside)]
     for a in out:
         a.flags.writeable = False
     return tuple(out)
@@ -263,8 +273,9 @@ def footage_xy(capture, xy) -> np.ndarray:
 class UndistortedFrames:
     """`frames` (any frame source: a reader, a feed, a list) with each frame undistorted by
     `lens` as it is read; `reduced(n)` and the source's other attributes (its footage `size`,
-    ...) pass through. The sampling maps, made once per frame size, are kept only as long as
-    the wrapper (and the ones `reduced` gives) is."""
+    ...) pass through. The pipeline reads it through `crop_pixels` (`frames.crop_reading`),
+    which undistorts only the pixels of each crop. The sampling maps, made once per frame size,
+    are kept only as long as the wrapper (and the ones `reduced` gives) is."""
 
     def __init__(self, frames, lens: LensDistortion, remaps: dict | None = None):
         self._frames = frames
@@ -274,6 +285,21 @@ class UndistortedFrames:
     def __iter__(self):
         for frame in self._frames:
             yield self.lens.undistort_frame(frame, self._remaps)
+
+    @property
+    def as_read(self):
+        """The source's frames as shot, for `crop_pixels` (`frames.crop_reading`)."""
+        return self._frames
+
+    def crop_pixels(self, frame: Frame, crop):
+        """For a frame of `as_read` and a crop in its image's pixels (`preprocess.Crop`): the
+        undistorted pixels the crop's resampling reads (`preprocess.read_region`), and the crop
+        in them. A face crop of a large frame costs what the crop costs, not the frame."""
+        h, w = frame.image.shape[:2]
+        x0, y0, x1, y1 = read_region(crop, h, w)
+        image = self.lens.undistort_image(frame.image, frame.scale, self._remaps,
+                                          (x0, y0, x1, y1))
+        return image, crop.shifted(-x0, -y0)
 
     def __len__(self) -> int:
         return len(self._frames)

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .frames import Frame, reduced
+from .frames import Frame, crop_reading, reduced
 from .preprocess import (Crop, crop_for_box, full_frame_crop, model_input_size, prepare,
                          reduction_factor)
 from .session import ModelSession
@@ -316,11 +316,13 @@ class Pipeline:
         """Keep a whole frame's predicted intrinsics (input pixels) for the shot camera."""
         self._whole_focals.append(_focal_row(prepared.crop.to_footage_intrinsics(intrinsics)))
 
-    def _prepare(self, frame: Frame, crop: Crop, batch: _Batch) -> None:
+    def _prepare(self, frame: Frame, crop: Crop, batch: _Batch, pixels) -> None:
         """Crop, resize and normalise a frame into its window's input at once, so no
-        full-resolution frame is held. `crop` is in footage pixels, the image may be reduced."""
+        full-resolution frame is held. `crop` is in footage pixels, the image may be reduced;
+        pixels: the frame source's (`frames.crop_reading`)."""
         slot = batch.slot(crop)
-        prepare(frame.image, crop.scaled(*frame.scale), self.model.mean, self.model.std, out=slot)
+        image, in_image = pixels(frame, crop.scaled(*frame.scale))
+        prepare(image, in_image, self.model.mean, self.model.std, out=slot)
         batch.items.append(_Prepared(frame.number, frame.size, crop, slot))
 
     def detect_boxes(self, frames: Iterable[Frame], total: int = 0) -> dict[int, np.ndarray]:
@@ -334,6 +336,7 @@ class Pipeline:
     def _detect_boxes(self, frames, total: int, runner: _Runner) -> dict[int, np.ndarray]:
         s = self.settings
         frames, longest = self._whole_frames(frames)
+        frames, pixels = crop_reading(frames)
         clock = _Clock("detect", total, self.progress)
         numbers = []
         found = []  # per frame: box, or nan (not looked at, or no face)
@@ -358,7 +361,7 @@ class Pipeline:
             numbers.append(frame.number)
             found.append(np.full(4, np.nan))
             if i % max(s.detect_every, 1) == 0:
-                self._prepare(frame, self._whole_frame(frame.size, longest), batch)
+                self._prepare(frame, self._whole_frame(frame.size, longest), batch, pixels)
                 positions.append(i)
                 if len(batch) == batch.capacity:
                     if running:
@@ -383,13 +386,14 @@ class Pipeline:
         """With a face box drawn by hand there is no detection pass: the network looks at the
         first window of whole frames (at the detection resolution) for the shot camera only."""
         frames, longest = self._whole_frames(frames)
+        frames, pixels = crop_reading(frames)
         batch, first_size = _Batch(self.model.max_window), None
         for frame in frames:  # a pass over the first frames only, then abandoned
             if self.cancel.is_set():
                 self.cancelled = True
                 return
             first_size = _check_size(frame, first_size)
-            self._prepare(frame, self._whole_frame(frame.size, longest), batch)
+            self._prepare(frame, self._whole_frame(frame.size, longest), batch, pixels)
             if len(batch) == batch.capacity:
                 break
         if not batch:
@@ -441,13 +445,14 @@ class Pipeline:
             frames = reduced(frames, reduction_factor(crop_for_box(s.face_region, *out_size)))
         elif size is not None:
             frames = reduced(frames, reduction_factor(self._whole_frame(size, longest)))
+        frames, pixels = crop_reading(frames)
         runner = _Runner(self.session, s.pipelined)
         try:
-            yield from self._windows(iter(frames), crop_of, runner, total)
+            yield from self._windows(iter(frames), crop_of, pixels, runner, total)
         finally:
             runner.close()
 
-    def _windows(self, pending: Iterator[Frame], crop_of, runner: _Runner,
+    def _windows(self, pending: Iterator[Frame], crop_of, pixels, runner: _Runner,
                  total: int) -> Iterator[FramePrediction]:
         s = self.settings
         step = s.window - (s.overlap if s.window > 1 else 0)
@@ -462,7 +467,7 @@ class Pipeline:
                 if frame is None:
                     return
                 first_size = _check_size(frame, first_size)
-                self._prepare(frame, crop_of(frame), batch)
+                self._prepare(frame, crop_of(frame), batch, pixels)
 
         batch = _Batch(s.window)
         fill(batch)

@@ -67,6 +67,11 @@ class Crop:
         return Crop(self.x0 * sx, self.y0 * sy, self.width * sx, self.height * sy,
                     self.out_w, self.out_h)
 
+    def shifted(self, dx: float, dy: float) -> "Crop":
+        """The same crop with the image's origin moved by (-dx, -dy): in a part of the image
+        that begins at (-dx, -dy) (`read_region`)."""
+        return Crop(self.x0 + dx, self.y0 + dy, self.width, self.height, self.out_w, self.out_h)
+
     def to_footage_intrinsics(self, k: np.ndarray) -> np.ndarray:
         """3 x 3 intrinsics (..., 3, 3) in model-input pixels -> footage pixels."""
         sx, sy = self.scale
@@ -295,6 +300,19 @@ def _plan(crop: Crop, h: int, w: int, reduce: bool):
     for a in (*row_band, *col_band):
         a.flags.writeable = False
     return ky, kx, ay, my, ax, mx, c0, c1, row_band, col_band
+
+
+def read_region(crop: Crop, h: int, w: int, reduce: bool = True) -> tuple[int, int, int, int]:
+    """The part (x0, y0, x1, y1) of an h x w image that resampling `crop` reads: inside the
+    image, its origin on the area reduction's grid, so that resampling
+    `crop.shifted(-x0, -y0)` from image[y0:y1, x0:x1] gives what resampling `crop` from the
+    image gives (a source that makes its pixels, e.g. undistorts them, makes only these)."""
+    ky, kx, ay, my, _, _, c0, c1, _, _ = _plan(crop, h, w, reduce)
+    # as the columns (c0, c1): the first row read (on the ky-grid), or the frame's edge row
+    # where every row read is clamped to it
+    y0 = min(max(ay, 0), h - 1)
+    y1 = max(min(ay + ky * my, h), y0 + 1)
+    return c0, y0, c1, y1
 
 
 def resample(image: np.ndarray, crop: Crop, reduce: bool = True) -> np.ndarray:

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from face_anything_addon.core.capture_run import CaptureSettings, run_capture
+from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.frames import Frame
 from face_anything_addon.core.lens_distortion import (
     LensDistortion, LensDistortionError, MODELS, UndistortedFrames, footage_xy)
 from face_anything_addon.core.marker_picks import PixelPick
-from face_anything_addon.core.pipeline import PipelineSettings
+from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
+from face_anything_addon.core.session import open_session
 from face_anything_addon.core.solve import SolveSettings, closest_surface_point, project
 from tests.contract_models import contract_metadata, make_model
 from tests.synthetic_maps import FOOTAGE_A, FOOTAGE_B, camera, canonical_footage, face_mesh
@@ -175,6 +177,63 @@ def test_undistorted_frames_wrap_any_source_and_keep_its_reduction():
     assert len(list(UndistortedFrames(frames, lp).reduced(3))) == 2  # a list cannot reduce
     with pytest.raises(AttributeError):
         wrapped.no_such_attribute
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_region_of_an_undistorted_frame_is_that_part_of_the_whole(model):
+    lp = lens(model)
+    footage = shot_through(lp, scale=0.5)
+    remaps = {}
+    whole = lp.undistort_image(footage, (0.5, 0.5), remaps)
+    for region in ((10, 7, 50, 41), (0, 0, 80, 60), (71, 52, 80, 60), (0, 30, 1, 31)):
+        x0, y0, x1, y1 = region
+        part = lp.undistort_image(footage, (0.5, 0.5), remaps, region)
+        np.testing.assert_array_equal(part, whole[y0:y1, x0:x1])
+    assert len(remaps) == 1  # the regions share the whole frame's sampling map
+    with pytest.raises(LensDistortionError, match="not inside the 80 x 60 image"):
+        lp.undistort_image(footage, (0.5, 0.5), remaps, (70, 10, 81, 20))
+
+
+def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model):
+    """A capture's pipeline reads UndistortedFrames through `crop_pixels`: its network input is
+    what the frames undistorted whole give, at the cost of the face crop's pixels."""
+    lp = lens("DIVISION")
+    frames = [Frame(i, shot_through(lp)) for i in (1, 2, 3)]
+    box = (50.0, 30.0, 110.0, 90.0)
+    settings = PipelineSettings(face_region=box, resolution=28, window=2, overlap=1,
+                                camera_from_whole_frames=False)
+    session = open_session(describe_model(model), "CPU")
+    fed = []
+
+    class Spy(Pipeline):  # the network's input, window by window
+        def _prepare(self, frame, crop, batch, pixels):
+            super()._prepare(frame, crop, batch, pixels)
+            fed.append(batch.items[-1].tensor.copy())
+
+    made = []
+    real = LensDistortion.undistort_image
+
+    def counted(self, image, *args, **kwargs):
+        out = real(self, image, *args, **kwargs)
+        made.append(out.shape[0] * out.shape[1])
+        return out
+
+    wrapped = UndistortedFrames(Reader(frames), lp)
+    LensDistortion.undistort_image = counted
+    try:
+        lazily = [(p.number, p.depth) for p in Spy(session, settings).run(wrapped, 3)]
+    finally:
+        LensDistortion.undistort_image = real
+    by_crop, fed[:] = fed[:], []
+    whole = [(p.number, p.depth) for p in
+             Spy(session, settings).run([lp.undistort_frame(f) for f in frames], 3)]
+    assert [n for n, _ in lazily] == [1, 2, 3]
+    for a, b in zip(by_crop, fed):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for (_, a), (_, b) in zip(lazily, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    # each frame once, and only about the 60 x 60 box (and the filter's margin) of 160 x 120
+    assert len(made) == 3 and max(made) < 0.4 * SIZE[0] * SIZE[1]
 
 
 def test_bad_lenses_are_refused_with_the_reason():

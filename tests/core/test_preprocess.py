@@ -10,7 +10,7 @@ import pytest
 from face_anything_addon.core.frames import Frame, reduced_size
 from face_anything_addon.core.preprocess import (
     Crop, crop_for_box, full_frame_crop, model_input_size, normalise, normalise_planar, prepare,
-    resample, resample_planar)
+    read_region, resample, resample_planar)
 
 
 def gaussian_dot(width, height, centre, sigma=5.0):
@@ -209,6 +209,29 @@ def test_8k_frame_costs_only_its_crop(crop):
     tracemalloc.stop()
     assert out.shape == (504, 448, 3)
     assert peak < 40e6, f"{peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("crop,reduce", [
+    (crop_for_box((100, 60, 260, 220), 56, 56), True),  # inside, area reduction by 1
+    (crop_for_box((37.3, 21.9, 301.7, 251.2), 42, 42), True),  # inside, reduced by 4
+    (crop_for_box((37.3, 21.9, 301.7, 251.2), 42, 42), False),  # the reference filter
+    (crop_for_box((-40, -25, 90, 70), 28, 28), True),  # over the upper left edges
+    (crop_for_box((250, 180, 420, 300), 42, 28), True),  # over the lower right edges
+    (crop_for_box((-50, -50, 450, 350), 28, 28), True),  # larger than the frame
+    (crop_for_box((500, 20, 600, 120), 28, 28), True),  # wholly right of the frame
+    (Crop(3.0, 4.0, 9.0, 7.0, 28, 28), True)])  # enlarged
+def test_a_crop_resampled_from_the_part_it_reads_is_the_crop(crop, reduce):
+    """read_region: the pixels a crop's resampling reads, so that a source that makes pixels
+    (lens undistortion) makes only those; resampling them gives what the whole image gives."""
+    image = footage_like(331, 283)  # odd sizes: the area grid does not divide them
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = read_region(crop, h, w, reduce)
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    part = image[y0:y1, x0:x1]
+    np.testing.assert_allclose(resample(part, crop.shifted(-x0, -y0), reduce),
+                               resample(image, crop, reduce), atol=1e-5)
+    if crop.width < 200 and 0 <= crop.x0 and crop.x0 + crop.width <= w:
+        assert part.size < image.size / 2  # a face crop reads its part of the frame only
 
 
 def test_fast_resample_cost_at_1080p():
