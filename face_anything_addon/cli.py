@@ -10,6 +10,7 @@ Exit codes: 0 done; 2 bad input (footage, model, options); 3 the capture failed 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,12 @@ def parse(argv):
     p.add_argument("--principal", type=float, nargs=2, metavar=("X", "Y"),
                    help="the lens's principal point for --lens, footage pixels from the top "
                         "left (default: the frame's centre)")
+    p.add_argument("--distortion", metavar="MODEL:C1,C2,...",
+                   help="the lens's distortion, undone on every frame before the capture, in "
+                        "Blender's tracking models and coefficients (Movie Clip Editor, Track > "
+                        "Camera > Lens): POLYNOMIAL:k1,k2,k3, DIVISION:k1,k2, NUKE:k1,k2 or "
+                        "BROWN:k1,k2,k3,k4,p1,p2, e.g. POLYNOMIAL:-0.12,0.02,0; needs --lens "
+                        "(and --principal when the optical centre is off the frame's centre)")
     p.add_argument("--mesh", default="AUTO", choices=["AUTO", "TEMPLATE", "REFERENCE"])
     p.add_argument("--markers", type=int, default=0, help="extra evenly spread markers")
     p.add_argument("--smoothing", type=float, default=0.0, help="temporal filtering, frames")
@@ -76,6 +83,11 @@ def settings_from(args):
                          f"not {args.lens} / {args.sensor}")
     if args.principal is not None and not args.lens:
         raise ValueError("--principal is the principal point of a known lens; give --lens too")
+    if args.distortion is not None:
+        if not args.lens:
+            raise ValueError("--distortion is a known lens's distortion; give --lens (and "
+                             "--sensor) too: the coefficients are in units of its focal length")
+        distortion_spec(args.distortion)  # a bad spec fails before the footage is opened
     solve = SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers,
                           expressions=not args.raw_mesh)
     if args.expression_prior is not None:
@@ -93,6 +105,43 @@ def settings_from(args):
         solve=solve, provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
 
 
+def distortion_spec(text: str) -> tuple[str, tuple[float, ...]]:
+    """'MODEL:C1,C2,...' -> (model, coefficients), the model one of Blender's (any case), as
+    many coefficients as it takes; ValueError saying what is wrong."""
+    from .core.lens_distortion import MODELS
+
+    model, _, values = text.partition(":")
+    model = model.strip().upper()
+    if model not in MODELS:
+        raise ValueError(f"--distortion {text!r}: the model must be one of "
+                         f"{', '.join(MODELS)}, then a colon and its coefficients, e.g. "
+                         "POLYNOMIAL:-0.12,0.02,0")
+    try:
+        coefficients = tuple(float(v) for v in values.split(","))
+    except ValueError:
+        coefficients = ()
+    names = MODELS[model]
+    if len(coefficients) != len(names) or not all(map(math.isfinite, coefficients)):
+        raise ValueError(f"--distortion {text!r}: {model} takes {len(names)} numbers, "
+                         f"{','.join(names)}")
+    return model, coefficients
+
+
+def distortion_from(args, size: tuple[int, int]):
+    """The LensDistortion of --distortion for footage of `size` (None without it): focal length
+    in pixels from --lens and --sensor (along the longer side), principal point from
+    --principal or the frame's centre."""
+    from .core.lens_distortion import LensDistortion
+
+    if args.distortion is None:
+        return None
+    model, coefficients = distortion_spec(args.distortion)
+    w, h = size
+    px, py = args.principal if args.principal is not None else (w / 2.0, h / 2.0)
+    return LensDistortion(model, coefficients, args.lens / args.sensor * max(w, h),
+                          (float(px), h - float(py)), (w, h))  # Blender's: y up
+
+
 def _fail(code: int, message: str) -> int:
     print(f"face_anything: error: {message}", file=sys.stderr)
     return code
@@ -101,7 +150,8 @@ def _fail(code: int, message: str) -> int:
 class TerminalProgress:
     """A bar redrawn in place on a terminal; on a pipe or log file, a line per tenth of the job."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
+        stream = stream or sys.stderr  # the stream of the moment, not the one at import
         self.stream, self.last = stream, ""
         self.tty = stream.isatty()
         self.logged = -1
@@ -155,7 +205,8 @@ def run(args) -> int:
     try:
         footage = open_footage(Path(args.footage).resolve(), frame_range)
         describe_model(args.model or DEFAULT_MODEL)
-    except (FootageError, ContractError) as exc:
+        settings.lens_distortion = distortion_from(args, footage.size)
+    except (FootageError, ContractError, ValueError) as exc:
         return _fail(EXIT_INPUT, str(exc))
     fps = args.fps or 24.0
     name = args.name or footage.name.rsplit(".", 1)[0]

@@ -133,6 +133,33 @@ def find_background(source) -> Background:
     return Background("SEQUENCE", files[numbers[0]], numbers[0], numbers[-1])
 
 
+def lens_clip(background: Background, lens, frame_offset: int = 0) -> Background:
+    """A Movie Clip of footage files (`background`, a sequence or a movie) whose camera has
+    `lens` (`core.lens_distortion.LensDistortion`: focal length, principal point, distortion),
+    so that the camera view can show the footage undistorted as the capture saw it (a lens
+    given on the command line); clip frames line up as `add_background` lines up the files:
+    Blender frame = footage frame number + frame_offset. Raises FootageError when Blender
+    cannot open the files as a clip."""
+    from ..core.errors import FootageError
+    from ..core.lens_distortion import MODELS
+
+    try:
+        clip = bpy.data.movieclips.load(str(background.first), check_existing=False)
+    except RuntimeError as err:
+        raise FootageError(f"cannot open {background.first} as a movie clip: {err}") from None
+    # clip frame 1 is the first file (a movie's frame 1), and plays at frame_start
+    clip.frame_start = background.first_number + frame_offset
+    camera = clip.tracking.camera
+    camera.units = "PIXELS"
+    camera.focal_length_pixels = lens.focal_px
+    camera.principal_point_pixels = lens.principal
+    camera.distortion_model = lens.model
+    for name, value in zip(MODELS[lens.model], lens.coefficients):
+        setattr(camera, name, value)
+    last = background.last_number if background.kind == "SEQUENCE" else clip.frame_duration
+    return Background("MOVIE_CLIP", None, background.first_number, last, clip)
+
+
 def add_background(cam: bpy.types.Camera, background: Background, frame_offset: int = 0,
                    undistorted: bool = False) -> bpy.types.Image | None:
     """Show the footage behind `cam`'s view so that Blender frame (footage frame number +

@@ -26,7 +26,7 @@ COLUMNS = ("frame", "name", "x", "y", "X", "Y", "Z", "visible")
 COORDINATES = {
     "frame": "the footage's own frame number (Blender frame = frame + frame_offset)",
     "x, y": "footage pixels, x right, y down, the top-left pixel's centre at (0.5, 0.5); on the "
-            "footage as shot (a clip's lens distortion, undone for the capture, applied again)",
+            "footage as shot (a lens distortion undone for the capture is applied again)",
     "X, Y, Z": "camera space in metres, OpenCV convention: x right, y down, z forward (Blender's "
                "camera space is X, -Y, -Z)",
     "visible": "1: the marker was observed in that frame, 0: not",

@@ -27,7 +27,7 @@ FRAME_RANGE = "fa_frame_range"  # [first, last] Blender frames of the capture
 
 # The datablock kinds a build creates (shape-key Keys go with their meshes).
 _KINDS = ("objects", "meshes", "cameras", "actions", "images", "node_groups", "collections",
-          "shape_keys")
+          "shape_keys", "movieclips")
 
 # Scene settings a build changes (restored when it fails).
 _SCENE_SETTINGS = (("", "frame_start"), ("", "frame_end"), ("", "camera"),

@@ -137,8 +137,13 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
             build = _Build(result.new_build_id(), collection)
             build.own(collection, result.collection_name(name))
             scene.collection.children.link(collection)
-            undistorted = LensDistortion.of_capture(capture) is not None
-            camera = _add_camera(build, name, fit, background, offset, undistorted)
+            lens = LensDistortion.of_capture(capture)
+            if lens is not None and background is not None and background.kind != "MOVIE_CLIP":
+                # footage files and a lens given with them (the command line): shown through a
+                # Movie Clip that carries the lens, undistorted as the capture saw it
+                background = cam.lens_clip(background, lens, offset)
+                build.own(background.clip, f"{name} footage")
+            camera = _add_camera(build, name, fit, background, offset, lens is not None)
             face, basis = _add_face(build, name, capture, camera)
             positions = points_to_blender(capture.positions)  # the mesh's local space
             if storage == "SHAPE_KEYS":

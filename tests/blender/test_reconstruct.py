@@ -208,3 +208,46 @@ def test_command_line(sequence, model, tmp_path, capsys):
         solve = cli.settings_from(cli.parse([str(sequence), "-o", str(out), *flags])).solve
         assert (solve.expressions, solve.expression_prior_mm) == (fit, prior)
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2
+
+
+def test_command_line_undoes_a_lens_s_distortion(sequence, model, tmp_path, capsys):
+    from face_anything_addon import cli
+    from face_anything_addon.core.lens_distortion import footage_xy
+
+    out = tmp_path / "out"
+    code = cli.main([str(sequence), "-o", str(out), "--model", str(model), "--resolution", "84",
+                     "--provider", "CPU", "--name", "shot", "--lens", "35", "--sensor", "24",
+                     "--principal", "30", "20", "--distortion", "polynomial:-0.2,0.05,0",
+                     "--markers", "4"])
+    assert code == 0, capsys.readouterr().err
+    capture = Capture.load(out / "shot.capture.npz")
+    w, h = capture.footage_size
+    record = capture.settings["lens_distortion"]
+    assert record["model"] == "POLYNOMIAL" and record["coefficients"] == [-0.2, 0.05, 0.0]
+    assert record["focal_px"] == pytest.approx(35 / 24 * max(w, h))
+    assert record["principal"] == [30.0, h - 20.0]  # Blender's: y up
+    # the .blend's camera shows the footage undistorted, through a clip with that lens
+    bg = bpy.context.scene.camera.data.background_images[0]
+    assert bg.source == "MOVIE_CLIP" and bg.clip_user.use_render_undistorted
+    camera = bg.clip.tracking.camera
+    assert (camera.distortion_model, camera.k1, camera.k2) == ("POLYNOMIAL",
+                                                               pytest.approx(-0.2),
+                                                               pytest.approx(0.05))
+    # the marker files are on the footage as shot
+    import csv
+    with open(out / "shot_markers.csv") as f:
+        rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))
+                if r["x"]]
+    row = rows[0]
+    i = list(capture.frame_numbers).index(int(row["frame"]))
+    m = list(capture.marker_names).index(row["name"])
+    np.testing.assert_allclose([float(row["x"]), float(row["y"])],
+                               footage_xy(capture, capture.marker_xy[i, m]), atol=1e-3)
+    assert np.abs(footage_xy(capture, capture.marker_xy[i, m]) - capture.marker_xy[i, m]).max() \
+        > 1e-3
+    # bad specs are refused before anything is read
+    for flags, said in (([], "give --lens"), (["--lens", "35"], "must be one of"),
+                        (["--lens", "35"], "POLYNOMIAL takes 3 numbers")):
+        spec = "fisheye:0.1" if said == "must be one of" else "POLYNOMIAL:-0.2,0.05"
+        assert cli.main([str(sequence), "-o", str(out), *flags, "--distortion", spec]) == 2
+        assert said in capsys.readouterr().err

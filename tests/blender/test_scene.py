@@ -498,10 +498,59 @@ def test_footage_sequence_is_the_camera_background(empty_file, capture, tmp_path
     assert coll[result.FOOTAGE] == "clip:" + clip.name and coll[result.FRAME_OFFSET] == 100
 
 
+def test_footage_files_with_a_lens_s_distortion_are_shown_undistorted(user_file, capture,
+                                                                       tmp_path, monkeypatch):
+    """A capture whose footage was undistorted (a lens given on the command line) over footage
+    files: the camera shows them through a Movie Clip that carries the lens, undistorted, its
+    frames lined up as the files'; the clip is the result's, replaced and removed with it."""
+    import copy
+
+    from face_anything_addon.blender.footage import footage_from_clip
+    from face_anything_addon.core.lens_distortion import LensDistortion
+
+    folder = write_sequence(tmp_path / "shot", FRAMES)
+    lens = LensDistortion("BROWN", (-0.2, 0.03, 0.005, -0.001, 0.01, -0.005), 1400.0,
+                          (980.3, 1080 - 530.7), SIZE)
+    bent = copy.copy(capture)
+    bent.settings = {**capture.settings, "lens_distortion": lens.record()}
+    path = tmp_path / "shot.capture.npz"
+    before = fingerprint()
+    clips = set(bpy.data.movieclips)
+    coll = sc.build_scene(bpy.context, bent, folder, capture_path=path)
+    bg = objects_of(coll)["camera"].data.background_images[0]
+    assert bg.source == "MOVIE_CLIP" and bg.clip_user.use_render_undistorted
+    clip = bg.clip
+    assert clip not in clips and clip[result.BUILD] == coll[result.BUILD]
+    assert clip.name == "shot footage" and not bpy.data.images.get("shot_0003.png")
+    camera = clip.tracking.camera
+    assert camera.distortion_model == "BROWN"
+    got = [getattr(camera, k) for k in ("brown_k1", "brown_k2", "brown_k3", "brown_k4",
+                                         "brown_p1", "brown_p2")]
+    np.testing.assert_allclose(got, lens.coefficients, rtol=1e-6)
+    assert camera.focal_length_pixels == pytest.approx(1400.0)
+    np.testing.assert_allclose(camera.principal_point_pixels, lens.principal, rtol=1e-6)
+    # the clip plays each file at the Blender frame of its number (offset 0), as the files did
+    read = footage_from_clip(clip)
+    shown = [n + clip.frame_start - 1 for n in read.frame_numbers]
+    assert shown == [int(f) for f in FRAMES] == list(sc.blender_frames(bent))
+    # rebuilt: one clip still; removed: none left, the file as it was
+    sc.build_scene(bpy.context, bent, folder, capture_path=path)
+    assert len(bpy.data.movieclips) == len(clips) + 1
+    result.remove_result(bpy.data.collections["Face Anything: shot"])
+    assert set(bpy.data.movieclips) == clips
+    assert {k: v for k, v in fingerprint().items() if k != "scene"} == {
+        k: v for k, v in before.items() if k != "scene"}
+    # a build that fails after the clip is made leaves no clip behind
+    monkeypatch.setattr(markers, "key_marker", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        sc.build_scene(bpy.context, bent, folder, capture_path=path)
+    assert set(bpy.data.movieclips) == clips
+
+
 # --------------------------------------------------------------------- replace and roll back
 
 KINDS = ("objects", "meshes", "cameras", "actions", "images", "node_groups", "collections",
-         "shape_keys")
+         "shape_keys", "movieclips")
 
 
 def counts() -> dict:
