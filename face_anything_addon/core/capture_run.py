@@ -80,6 +80,7 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     pixel_picks = list(settings.pixel_picks)
     if lens is not None and lens.is_identity:
         lens = None
+    as_shot = frames
     if lens is not None:  # from here on everything is in the undistorted frame
         frames = UndistortedFrames(frames, lens)
         pick_frames = {n: lens.undistort_frame(f) for n, f in (pick_frames or {}).items()}
@@ -89,7 +90,7 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     session = open_session(model, settings.provider, settings.cpu_threads)
     if on_session:
         on_session(session)
-    template = _template(model, settings, frames, session)
+    template = _template(model, settings, as_shot, lens, session)
     if template is None or cancel.is_set():
         return None
     picks, resolved = dict(settings.marker_picks), None
@@ -166,7 +167,10 @@ def _fit_progress(progress: Callable[[Progress], None] | None):
     return report
 
 
-def _template(model: ModelDescription, settings: CaptureSettings, frames, session):
+def _template(model: ModelDescription, settings: CaptureSettings, frames,
+              lens: LensDistortion | None, session):
+    """The bundled template, or a grid over the reference frame's face: `frames` as shot, the
+    reference frame undistorted by `lens` (only it, and only its face crop's pixels)."""
     if settings.mesh in ("AUTO", "TEMPLATE"):
         path = bundled_templates().get(model.canonical_space)
         if path is not None:
@@ -184,6 +188,7 @@ def _template(model: ModelDescription, settings: CaptureSettings, frames, sessio
         raise PipelineError(f"reference frame {wanted} is not in the footage")
     reference = PipelineSettings(**{**asdict(settings.pipeline), "window": 1, "overlap": 0})
     pipe = Pipeline(session, reference)
-    (prediction,) = list(pipe.run([chosen], 1))
+    (prediction,) = list(pipe.run([chosen] if lens is None else
+                                  UndistortedFrames([chosen], lens), 1))
     return grid_template(prediction, model.canonical_space, settings.grid_vertices,
                          metric_depth=model.metric, landmarks=model.landmarks)
