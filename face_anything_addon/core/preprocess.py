@@ -68,8 +68,9 @@ class Crop:
                     self.out_w, self.out_h)
 
     def shifted(self, dx: float, dy: float) -> "Crop":
-        """The same crop with the image's origin moved by (-dx, -dy): in a part of the image
-        that begins at (-dx, -dy) (`read_region`)."""
+        """The same region in the coordinates of an image whose origin lies at (-dx, -dy) in
+        this one's: `shifted(-x0, -y0)` for the part of the image from (x0, y0) on
+        (`read_region`)."""
         return Crop(self.x0 + dx, self.y0 + dy, self.width, self.height, self.out_w, self.out_h)
 
     def to_footage_intrinsics(self, k: np.ndarray) -> np.ndarray:
