@@ -6,7 +6,10 @@ on 2 cores at its default resolution), in two ways:
   add-on's session opens it (all cores);
 - capture: the add-on's whole prediction pipeline on 1080p frames, face region 'auto' (the
   face-finding pass on whole frames, then every frame on its face crop), window 1 (the add-on's
-  default); frames per second of footage, both passes and the pipeline's own work included.
+  default); frames per second of footage, both passes and the pipeline's own work included;
+  and again with a lens's distortion undone (`core.lens_distortion.UndistortedFrames`, as Clip's
+  Camera and `--distortion` read footage: only each crop's pixels are undistorted; the sampling
+  maps made anew for each run, as for each capture).
 
     .venv/bin/python -m bench.model_bench [--model M.onnx] [--frames 40] [--reps 5]
 
@@ -62,18 +65,29 @@ def network_fps(session, window: int, reps: int, frames: int) -> dict:
             "frames_per_rep": runs * window}
 
 
-def capture_fps(session, frames: list[Frame], reps: int) -> dict:
+LENS = ("POLYNOMIAL", (-0.12, 0.02, 0.0), 1400.0)  # a wide lens's barrel distortion
+
+
+def capture_fps(session, frames: list[Frame], reps: int, undistort: bool = False) -> dict:
+    from face_anything_addon.core.lens_distortion import LensDistortion, UndistortedFrames
+
     times, found = [], True
+    w, h = frames[0].size
     for _ in range(reps):
         settings = PipelineSettings(window=1, face_region="auto")
         t0 = time.perf_counter()
+        source = frames
+        if undistort:  # a new capture: its own sampling maps
+            model, coefficients, focal = LENS
+            source = UndistortedFrames(frames, LensDistortion(model, coefficients, focal,
+                                                              (w / 2, h / 2), (w, h)))
         try:
-            for _ in Pipeline(session, settings).run(frames, total=len(frames)):
+            for _ in Pipeline(session, settings).run(source, total=len(frames)):
                 pass
         except PipelineError:  # no face found in the blob: time the whole frame instead
             found = False
             for _ in Pipeline(session, PipelineSettings(window=1, face_region="full")).run(
-                    frames, total=len(frames)):
+                    source, total=len(frames)):
                 pass
         times.append((time.perf_counter() - t0) / len(frames))
     return {"frames": len(frames), "footage": "1920x1080 arrays", "face_found": found,
@@ -90,10 +104,12 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     desc = describe_model(a.model)
     session = open_session(desc, "CPU")
+    frames = face_frames(a.frames)
     result = {"model": a.model.name, "name": desc.name, "bytes": a.model.stat().st_size,
               "load_average_1min": round(os.getloadavg()[0], 2),
               "network": [network_fps(session, w, a.reps, a.frames) for w in (1, 4)],
-              "capture": capture_fps(session, face_frames(a.frames), max(1, a.reps // 2))}
+              "capture": capture_fps(session, frames, max(1, a.reps // 2)),
+              "capture_undistorted": capture_fps(session, frames, max(1, a.reps // 2), True)}
     print(json.dumps(result))
 
 

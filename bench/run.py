@@ -193,10 +193,14 @@ def markdown(results: dict) -> str:
         for r in mb["network"]:
             lines.append(f"| network | {r['input'][1]}x{r['input'][0]} | {r['window']} | "
                          f"{r['fps_median']} | {r['fps_best']} |")
-        c = mb["capture"]
-        region = "face crops" if c["face_found"] else "whole frames (no face found)"
-        lines.append(f"| capture, {c['frames']} frames of {c['footage']}, {region} | - | 1 | "
-                     f"{c['fps_median']} | {c['fps_best']} |")
+        for key, how in (("capture", ""), ("capture_undistorted",
+                                           ", a lens's distortion undone (Polynomial)")):
+            c = mb.get(key)
+            if c is None:
+                continue
+            region = "face crops" if c["face_found"] else "whole frames (no face found)"
+            lines.append(f"| capture, {c['frames']} frames of {c['footage']}, {region}{how} | - "
+                         f"| 1 | {c['fps_median']} | {c['fps_best']} |")
     bundled = next((r["model_name"] for r in results.get("overhead", [])
                     if r.get("model_name")), "")
     s = results.get("scene")
