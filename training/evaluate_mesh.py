@@ -29,7 +29,11 @@ compared with the true mesh of that frame:
 - with the expression fit, its ARKit weights against the engine's true ones (clips rendered with
   them: a cache made since they are recorded): `weights_mae` (mean absolute error over the 52
   targets and the frames) next to `weights_mae_neutral` (the same for all-zero weights), and
-  `weights_on_mae` / `weights_on_neutral`: the same over the targets the truth has above 0.1.
+  `weights_on_mae` / `weights_on_neutral`: the same over the targets the truth has above 0.1;
+  `weights_corr`: each target's correlation between fitted and true weights over all frames of
+  all clips, the mean over the targets whose truth varies (standard deviation above 0.02; 0:
+  no signal, 1: the weights follow the truth up to scale), and `jaw_open_corr` for jawOpen, the
+  target that moves the face the most.
 
 The capture is the add-on's default, with the solve's expression fit (`core.expression_fit`);
 `--raw-mesh` also scores the mesh as tracked, without it.
@@ -157,6 +161,22 @@ def weight_metrics(got: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return row
 
 
+def weight_correlations(got: np.ndarray, true: np.ndarray, names) -> dict[str, float]:
+    """Fitted weights (F, K) against the true ones (F, K) over F frames: the mean per-target
+    correlation over the targets whose truth varies, and jawOpen's."""
+    got, true = np.asarray(got, np.float64), np.asarray(true, np.float64)
+    varies = true.std(0) > 0.02
+    g, t = got - got.mean(0), true - true.mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (g * t).sum(0) / np.sqrt((g * g).sum(0) * (t * t).sum(0))
+    corr = np.nan_to_num(corr)  # a target the fit never moves: no signal
+    out = {"weights_corr": float(corr[varies].mean()) if varies.any() else float("nan")}
+    names = list(names)
+    if "jawOpen" in names and varies[names.index("jawOpen")]:
+        out["jaw_open_corr"] = float(corr[names.index("jawOpen")])
+    return out
+
+
 def true_lens_mm(window: dict) -> float:
     """A clip's true focal length as mm on a 36 mm sensor along the frame's longer side."""
     _, _, h, w = np.shape(window["images"])
@@ -167,6 +187,7 @@ def score(model: Path, windows: list[dict], threads: int = 0,
           known_lens: bool = False, expressions: bool = True) -> dict[str, float]:
     rows: dict[str, list[float]] = {}
     no_face = 0
+    weights_got, weights_true, names = [], [], []
     for win in windows:
         lens = true_lens_mm(win) if known_lens else 0.0
         capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens,
@@ -178,12 +199,16 @@ def score(model: Path, windows: list[dict], threads: int = 0,
         v = truth.shape[1]
         rest = capture.rest_vertices[:v].astype(np.float64)
         fitted = len(capture.expression_names) > 0 and WEIGHTS_KEY in win
+        if fitted:
+            names = list(capture.expression_names)
         for i, number in enumerate(capture.frame_numbers):
             row = frame_metrics(capture.positions[i, :v].astype(np.float64), truth[int(number)],
                                 capture.visibility[i, :v], rest)
             if fitted:
-                row.update(weight_metrics(capture.expression_weights[i],
-                                          np.asarray(win[WEIGHTS_KEY])[int(number)]))
+                true_weights = np.asarray(win[WEIGHTS_KEY])[int(number)]
+                row.update(weight_metrics(capture.expression_weights[i], true_weights))
+                weights_got.append(capture.expression_weights[i])
+                weights_true.append(true_weights)
             if "vertex_xy" in win and hasattr(capture, "camera"):
                 row.update(track_metrics(capture.positions[i, :v], capture.camera,
                                          np.asarray(win["vertex_xy"])[int(number)],
@@ -193,6 +218,8 @@ def score(model: Path, windows: list[dict], threads: int = 0,
     res = {k: float(np.median(v) if k == "depth_ratio" else np.mean(v)) for k, v in rows.items()}
     if "mesh_mm" in res:
         res["gain"] = 1 - res["mesh_mm"] / res["neutral_mm"]
+    if weights_got:
+        res.update(weight_correlations(np.array(weights_got), np.array(weights_true), names))
     res["no_face"] = no_face / max(len(windows), 1)
     return res
 

@@ -128,9 +128,30 @@ def test_score_compares_the_fitted_weights_with_the_engines(monkeypatch):
     assert res["weights_on_mae"] == pytest.approx(0.02, abs=1e-6)
     assert res["weights_mae_neutral"] == pytest.approx(np.mean([0.8 / 52, 0.45 / 52]), rel=1e-5)
     assert res["weights_on_neutral"] == pytest.approx(np.mean([0.8, 0.4]), rel=1e-5)
+    # the two targets that vary (3: 0.8 / 0.4, 7: 0 / 0.05) are followed exactly: correlation 1
+    assert res["weights_corr"] == pytest.approx(1.0) and "jaw_open_corr" not in res
     # clips rendered before the engine's weights were cached: no weight numbers
     res = em.score("model.onnx", [{k: x for k, x in clip.items() if k != "blendshapes"}])
     assert "weights_mae" not in res and res["mesh_mm"] < 1e-3
+
+
+def test_weight_correlations_tell_signal_from_noise():
+    from training.evaluate_mesh import weight_correlations
+
+    rng = np.random.default_rng(0)
+    names = ["jawOpen", "eyeBlinkLeft", "mouthSmileLeft", "cheekPuff"]
+    true = np.zeros((200, 4))
+    true[:, 0] = rng.uniform(0, 1, 200)
+    true[:, 1] = (rng.random(200) > 0.7) * 0.9
+    true[:, 2] = rng.uniform(0, 0.5, 200)  # cheekPuff never moves: not counted
+    got = np.stack([0.5 * true[:, 0] + 0.1,  # followed up to scale: 1
+                    rng.uniform(0, 1, 200),  # noise: about 0
+                    -true[:, 2],  # against it: -1
+                    rng.uniform(0, 1, 200)], 1)
+    res = weight_correlations(got, true, names)
+    assert res["jaw_open_corr"] == pytest.approx(1.0)
+    assert res["weights_corr"] == pytest.approx((1.0 + 0.0 - 1.0) / 3, abs=0.05)
+    assert np.isnan(weight_correlations(got, np.zeros((200, 4)), names)["weights_corr"])
 
 
 def test_the_capture_path_runs_and_refuses_what_it_cannot_capture(tmp_path):
