@@ -17,7 +17,8 @@ bottom-left corner at (0, 0): pixel centres at integer + 0.5), around the princi
 - NUKE (k1, k2): undistorted = d / (1 + k1 rd^2 + k2 rd^4), d in pixels from the principal point
   over half the frame's longer side (the one model defined from the distorted side);
 - BROWN (k1..k4, p1, p2): radial to r^8 plus tangential p1, p2.
-The direction without a formula is solved by Newton's method, vectorised over all points.
+The direction without a formula is solved by Newton's method, vectorised over all points (in one
+dimension, the radius, for NUKE, which is radial).
 
 Outside this module, points are footage pixels as everywhere in core: x right, y down, the
 top-left pixel's centre at (0.5, 0.5).
@@ -123,7 +124,7 @@ class LensDistortion:
 
     def _distort_normalised(self, x, y):
         if self.model == "NUKE":
-            return _newton(self._nuke_undistort, x, y)
+            return self._nuke_distort(x, y)
         return self._forward(x, y)
 
     def _undistort_normalised(self, x, y):
@@ -158,6 +159,31 @@ class LensDistortion:
         rd2 = xd * xd + yd * yd
         radial = 1 + rd2 * (k1 + rd2 * k2)
         return x / radial, y / radial
+
+    def _nuke_distort(self, x, y):
+        """NUKE's inverse: the model is radial, so each point's distorted radius rd is solved
+        from ru = rd / (1 + k1 a rd^2 + k2 a^2 rd^4) by Newton's method in one dimension (with
+        the derivative's formula: a whole frame's map in a fraction of a 2D solve's time), and
+        the point scaled by rd / ru. Points it cannot reach come back as nan."""
+        k1, k2 = self.coefficients
+        a = (self.focal_px / (max(self.size) / 2.0)) ** 2
+        ru = np.hypot(x, y)
+        rd = ru.copy()
+        for _ in range(NEWTON_STEPS):
+            r2 = rd * rd
+            d = 1 + r2 * a * (k1 + r2 * a * k2)
+            residual = rd / d - ru
+            if np.nanmax(np.abs(residual), initial=0) < NEWTON_TOLERANCE:
+                break
+            slope = (d - rd * (2 * k1 * a * rd + 4 * k2 * a * a * r2 * rd)) / (d * d)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rd = rd - residual / slope
+        r2 = rd * rd
+        good = np.abs(rd / (1 + r2 * a * (k1 + r2 * a * k2)) - ru) < 1e-6
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(ru > 0, rd / ru, 1.0)
+        scale = np.where(good, scale, np.nan)
+        return x * scale, y * scale
 
     # ------------------------------------------------------------------ images
 
