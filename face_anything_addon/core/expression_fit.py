@@ -60,10 +60,16 @@ class ExpressionModel:
         self.moved = np.flatnonzero(np.abs(self.deltas).max((0, 2)) > moving)
         # (K, 3 * m): the moved vertices' deltas, channel-last flattened
         self._basis = np.ascontiguousarray(self.deltas[:, self.moved].reshape(k, -1))
-        # (m, K * K): each moved vertex's share of the normal matrix, B_v B_v^T
+        # (m, K (K + 1) / 2): each moved vertex's share of the normal matrix, B_v B_v^T, its
+        # upper triangle only (symmetric: half the memory and the work), made in blocks of
+        # vertices so that the whole (m, K, K) never exists
         moved = self.deltas[:, self.moved]
-        self._outer = np.einsum("kvc,jvc->vkj", moved, moved, optimize=True).reshape(
-            len(self.moved), k * k)
+        self._upper = np.triu_indices(k)
+        self._outer = np.empty((len(self.moved), len(self._upper[0])))
+        for a in range(0, len(self.moved), 256):
+            block = moved[:, a:a + 256]
+            self._outer[a:a + 256] = np.einsum("kvc,jvc->vkj", block, block)[
+                :, self._upper[0], self._upper[1]]
         self.pose_vertices = np.arange(v) if pose_vertices is None else np.asarray(pose_vertices)
         # (3, m, K): the moved vertices' deltas by coordinate, for the pose-weight cross terms
         self._by_axis = np.ascontiguousarray(moved.transpose(2, 1, 0))
@@ -114,7 +120,9 @@ class ExpressionModel:
         u = use.astype(np.float64)
         u /= np.maximum(u.sum(1), 1.0)[:, None]  # (n, V): each frame's seen vertices, mean
         u_moved = u[:, self.moved]
-        lower = (u_moved @ self._outer).reshape(n, k, k)  # the weights' block: fixed
+        lower = np.empty((n, k, k))  # the weights' block: fixed
+        lower[:, self._upper[0], self._upper[1]] = upper = u_moved @ self._outer
+        lower[:, self._upper[1], self._upper[0]] = upper
         lower += prior ** 2 * np.eye(k)
         sub = self.pose_vertices
         m = robust_similarity_fit_soa(np.ascontiguousarray(self.rest[sub].T),
