@@ -2,8 +2,10 @@
 """Turn a `Capture` into Blender data: `build_scene`.
 
 What one build makes, all in a collection "Face Anything: <footage name>":
-- a camera (scene camera) fitted to the capture's shot camera (camera.py), the footage behind it;
-  the scene's resolution, pixel aspect, frame rate and frame range set for the footage;
+- a camera (scene camera) fitted to the capture's shot camera (camera.py), the footage behind it
+  (undistorted when the capture undid a lens's distortion: a Movie Clip's own, or, for footage
+  files, a Movie Clip the result makes to carry the lens); the scene's resolution, pixel aspect,
+  frame rate and frame range set for the footage;
 - the face mesh, child of the camera, animated by one shape key per frame (face_mesh.py) or by a
   .pc2 point cache (point_cache.py), with live per-frame visibility (visibility.py), a vertex
   group per region, and the expression fit's weights (e.g. ARKit) as keyed custom properties
