@@ -70,7 +70,8 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     taken from `pick_frames` (frame number -> Frame), before the solve; `on_picks` gets the
     outcome (picks left out, and why) and the capture's settings record it ("marker_picks").
     With settings.lens_distortion the frames, the pick frames and the picks are undistorted first
-    (`lens_distortion`): the capture is the undistorted lens's, and records the lens.
+    (`lens_distortion`; of a frame, only the pixels the network's crops read): the capture is
+    the undistorted lens's, and records the lens.
 
     Raises ContractError (bad model file), RuntimeUnavailable (provider), PipelineError,
     SolveError, TemplateGridError, each with a message for the user."""
@@ -83,7 +84,6 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     as_shot = frames
     if lens is not None:  # from here on everything is in the undistorted frame
         frames = UndistortedFrames(frames, lens)
-        pick_frames = {n: lens.undistort_frame(f) for n, f in (pick_frames or {}).items()}
         pixel_picks = [replace(p, xy=tuple(float(v) for v in lens.undistort(p.xy)))
                        for p in pixel_picks]
     model = describe_model(model_path or DEFAULT_MODEL)
@@ -98,7 +98,7 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
         reserved = Markers.from_template(template, settings.solve.marker_count, picks).names
         resolved = resolve_picks(session, settings.pipeline, pixel_picks,
                                  pick_frames or {}, template, min_weight=settings.solve.min_weight,
-                                 reserved=reserved, cancel=cancel)
+                                 reserved=reserved, cancel=cancel, lens=lens)
         if cancel.is_set():
             return None
         picks.update(resolved.canonical)

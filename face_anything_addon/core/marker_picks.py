@@ -24,6 +24,7 @@ import numpy as np
 
 from .frames import Frame
 from .inversion import CanonicalMap
+from .lens_distortion import LensDistortion, UndistortedFrames
 from .pipeline import FramePrediction, Pipeline, PipelineError, PipelineSettings
 from .solve import closest_surface_point
 from .template import Template
@@ -110,10 +111,13 @@ def sample_pick(prediction: FramePrediction, xy, min_weight: float = 0.5):
 def resolve_picks(session, pipeline_settings: PipelineSettings, picks: Iterable[PixelPick],
                   frames: Mapping[int, Frame], template: Template, *, min_weight: float = 0.5,
                   reserved: Iterable[str] = (), max_surface_offset: float = MAX_SURFACE_OFFSET,
-                  cancel: threading.Event | None = None) -> PickResult:
+                  cancel: threading.Event | None = None,
+                  lens: LensDistortion | None = None) -> PickResult:
     """Canonical coordinates of `picks`, each from a single-frame prediction of its frame (one
     prediction per distinct frame). frames: footage frame number -> Frame, for the pick frames.
-    reserved: marker names already taken (landmarks, automatic markers)."""
+    reserved: marker names already taken (landmarks, automatic markers). lens: the frames are
+    as shot and the picks undistorted: each frame is undistorted as the pipeline reads it (only
+    its crops' pixels)."""
     out = PickResult()
     taken = set(reserved)
     by_frame: dict[int, list[PixelPick]] = {}
@@ -131,7 +135,9 @@ def resolve_picks(session, pipeline_settings: PipelineSettings, picks: Iterable[
         if cancel is not None and cancel.is_set():
             break
         try:
-            (prediction,) = list(Pipeline(session, single).run([frames[number]], 1))
+            frame = [frames[number]]
+            source = frame if lens is None else UndistortedFrames(frame, lens)
+            (prediction,) = list(Pipeline(session, single).run(source, 1))
         except PipelineError as err:
             for pick in by_frame[number]:
                 out.rejected[pick.name] = f"no face on frame {number} ({err})"

@@ -237,15 +237,16 @@ def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model):
 
 
 def test_a_capture_undistorts_no_whole_frame_for_a_face_box_and_a_reference_mesh(model):
-    """The reference frame of a grid mesh is undistorted alone (not the frames before it),
-    and every pass reads face crops only."""
+    """The reference frame of a grid mesh is undistorted alone (not the frames before it), so
+    is a pick's frame, and every pass reads face crops only."""
     lp = lens("POLYNOMIAL")
     frames = [Frame(i, shot_through(lp)) for i in (1, 2, 3)]
     settings = CaptureSettings(
         pipeline=PipelineSettings(face_region=(50.0, 30.0, 110.0, 90.0), resolution=28,
                                   window=2, overlap=1, camera_from_whole_frames=False),
         solve=SolveSettings(max_residual=0.03), provider="CPU", grid_vertices=200,
-        mesh="REFERENCE", reference_frame=3, lens_distortion=lp)
+        mesh="REFERENCE", reference_frame=3, lens_distortion=lp,
+        pixel_picks=[PixelPick("brow", 2, (80.0, 60.0))])
     made = []
     real = LensDistortion.undistort_image
 
@@ -257,11 +258,14 @@ def test_a_capture_undistorts_no_whole_frame_for_a_face_box_and_a_reference_mesh
     LensDistortion.undistort_image = counted
     try:
         cap = run_capture(Reader(frames), footage_name="bent", footage_size=SIZE, fps=25,
-                          frame_count=3, model_path=model, settings=settings)
+                          frame_count=3, model_path=model, settings=settings,
+                          pick_frames={2: frames[1]})
     finally:
         LensDistortion.undistort_image = real
     assert cap is not None and cap.settings["lens_distortion"] == lp.record()
-    assert len(made) == 4  # the reference frame, then the three frames
+    picks = cap.settings["marker_picks"]  # judged on its frame's prediction, either way
+    assert set(picks["accepted"]) | set(picks["rejected"]) == {"brow"}
+    assert len(made) == 5  # the reference frame, the pick's frame, then the three frames
     assert all(h * w < 0.4 * SIZE[0] * SIZE[1] for h, w in made)
 
 
