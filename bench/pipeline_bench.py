@@ -67,6 +67,9 @@ class ReaderFrames:
     def __iter__(self):
         return iter(self.frames)
 
+    def __len__(self) -> int:
+        return len(self.frames)
+
 
 def copy_ms(frame: Frame, block: int, reps: int = 7) -> float:
     """ms to copy one frame out of Blender's buffer (`from_blender_pixels`) in blocks of
