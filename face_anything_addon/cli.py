@@ -205,8 +205,11 @@ def run(args) -> int:
     try:
         footage = open_footage(Path(args.footage).resolve(), frame_range)
         describe_model(args.model or DEFAULT_MODEL)
+    except (FootageError, ContractError) as exc:
+        return _fail(EXIT_INPUT, str(exc))
+    try:
         settings.lens_distortion = distortion_from(args, footage.size)
-    except (FootageError, ContractError, ValueError) as exc:
+    except ValueError as exc:  # a lens the footage's size makes invalid
         return _fail(EXIT_INPUT, str(exc))
     fps = args.fps or 24.0
     name = args.name or footage.name.rsplit(".", 1)[0]
