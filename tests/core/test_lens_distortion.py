@@ -194,7 +194,20 @@ def test_a_region_of_an_undistorted_frame_is_that_part_of_the_whole(model):
         lp.undistort_image(footage, (0.5, 0.5), remaps, (70, 10, 81, 20))
 
 
-def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model):
+def undistorted_sizes(monkeypatch) -> list:
+    """(h, w) of every image `LensDistortion.undistort_image` makes from now on (the test's)."""
+    made, real = [], LensDistortion.undistort_image
+
+    def counted(self, image, *args, **kwargs):
+        out = real(self, image, *args, **kwargs)
+        made.append(out.shape[:2])
+        return out
+
+    monkeypatch.setattr(LensDistortion, "undistort_image", counted)
+    return made
+
+
+def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model, monkeypatch):
     """A capture's pipeline reads UndistortedFrames through `crop_pixels`: its network input is
     what the frames undistorted whole give, at the cost of the face crop's pixels."""
     lp = lens("DIVISION")
@@ -210,20 +223,10 @@ def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model):
             super()._prepare(frame, crop, batch, pixels)
             fed.append(batch.items[-1].tensor.copy())
 
-    made = []
-    real = LensDistortion.undistort_image
-
-    def counted(self, image, *args, **kwargs):
-        out = real(self, image, *args, **kwargs)
-        made.append(out.shape[0] * out.shape[1])
-        return out
-
+    made = undistorted_sizes(monkeypatch)
     wrapped = UndistortedFrames(Reader(frames), lp)
-    LensDistortion.undistort_image = counted
-    try:
-        lazily = [(p.number, p.depth) for p in Spy(session, settings).run(wrapped, 3)]
-    finally:
-        LensDistortion.undistort_image = real
+    lazily = [(p.number, p.depth) for p in Spy(session, settings).run(wrapped, 3)]
+    monkeypatch.undo()
     by_crop, fed[:] = fed[:], []
     whole = [(p.number, p.depth) for p in
              Spy(session, settings).run([lp.undistort_frame(f) for f in frames], 3)]
@@ -233,10 +236,11 @@ def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model):
     for (_, a), (_, b) in zip(lazily, whole):
         np.testing.assert_allclose(a, b, rtol=1e-5)
     # each frame once, and only about the 60 x 60 box (and the filter's margin) of 160 x 120
-    assert len(made) == 3 and max(made) < 0.4 * SIZE[0] * SIZE[1]
+    assert len(made) == 3 and max(h * w for h, w in made) < 0.4 * SIZE[0] * SIZE[1]
 
 
-def test_a_capture_undistorts_no_whole_frame_for_a_face_box_and_a_reference_mesh(model):
+def test_a_capture_undistorts_no_whole_frame_for_a_face_box_and_a_reference_mesh(model,
+                                                                                  monkeypatch):
     """The reference frame of a grid mesh is undistorted alone (not the frames before it), so
     is a pick's frame, and every pass reads face crops only."""
     lp = lens("POLYNOMIAL")
@@ -247,21 +251,10 @@ def test_a_capture_undistorts_no_whole_frame_for_a_face_box_and_a_reference_mesh
         solve=SolveSettings(max_residual=0.03), provider="CPU", grid_vertices=200,
         mesh="REFERENCE", reference_frame=3, lens_distortion=lp,
         pixel_picks=[PixelPick("brow", 2, (80.0, 60.0))])
-    made = []
-    real = LensDistortion.undistort_image
-
-    def counted(self, image, *args, **kwargs):
-        out = real(self, image, *args, **kwargs)
-        made.append(out.shape[:2])
-        return out
-
-    LensDistortion.undistort_image = counted
-    try:
-        cap = run_capture(Reader(frames), footage_name="bent", footage_size=SIZE, fps=25,
-                          frame_count=3, model_path=model, settings=settings,
-                          pick_frames={2: frames[1]})
-    finally:
-        LensDistortion.undistort_image = real
+    made = undistorted_sizes(monkeypatch)
+    cap = run_capture(Reader(frames), footage_name="bent", footage_size=SIZE, fps=25,
+                      frame_count=3, model_path=model, settings=settings,
+                      pick_frames={2: frames[1]})
     assert cap is not None and cap.settings["lens_distortion"] == lp.record()
     picks = cap.settings["marker_picks"]  # judged on its frame's prediction, either way
     assert set(picks["accepted"]) | set(picks["rejected"]) == {"brow"}
