@@ -136,10 +136,8 @@ def distortion_from(args, size: tuple[int, int]):
     if args.distortion is None:
         return None
     model, coefficients = distortion_spec(args.distortion)
-    w, h = size
-    px, py = args.principal if args.principal is not None else (w / 2.0, h / 2.0)
-    return LensDistortion(model, coefficients, args.lens / args.sensor * max(w, h),
-                          (float(px), h - float(py)), (w, h))  # Blender's: y up
+    return LensDistortion.known(model, coefficients, args.lens, args.sensor, size,
+                                args.principal)
 
 
 def _fail(code: int, message: str) -> int:

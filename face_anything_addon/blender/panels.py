@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import bpy
 
+from ..core.lens_distortion import MODELS
 from ..core.runtime_info import runtime_info
 from .clip_picks import track_count
+from .properties import coefficient_label
 from .reconstruct import CURRENT, distortion_coefficients, square_pixels
 
 
@@ -60,6 +62,17 @@ class _FaceAnythingPanel:
             row = col.row(align=True)
             row.prop(settings, "lens")
             row.prop(settings, "sensor_width")
+            row = col.row(align=True)
+            row.prop(settings, "use_principal", text="Optical Center")
+            sub = row.row(align=True)
+            sub.active = settings.use_principal
+            sub.prop(settings, "principal", text="")
+            col.prop(settings, "lens_distortion")
+            if settings.lens_distortion != "NONE":
+                sub = col.column(align=True)
+                for i, name in enumerate(MODELS[settings.lens_distortion]):
+                    sub.prop(settings, "distortion_coefficients", index=i,
+                             text=coefficient_label(name))
         elif settings.lens_source == "CLIP":
             if clip is None:
                 col.label(text="Needs footage from the Movie Clip Editor", icon="ERROR")

@@ -8,6 +8,7 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorPro
                        IntProperty, StringProperty)
 
 from ..core.capture_run import CaptureSettings
+from ..core.lens_distortion import MODELS, LensDistortion
 from ..core.pipeline import PipelineSettings
 from ..core.solve import SolveSettings
 
@@ -49,6 +50,27 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
         name="Sensor Width", default=36.0, min=1.0, max=200.0, unit="CAMERA",
         description="Sensor size along the frame's longer side (mm): 36 for full frame, or "
                     "for a focal length given as 35 mm equivalent")
+    use_principal: BoolProperty(
+        name="Optical Center", default=False,
+        description="The lens's optical center is off the frame's centre (Known lens)")
+    principal: FloatVectorProperty(
+        name="Optical Center", size=2, default=(0.0, 0.0), precision=1,
+        description="The Known lens's optical center: x, y in footage pixels from the top left")
+    lens_distortion: EnumProperty(
+        name="Distortion", default="NONE",
+        items=(("NONE", "None", "The footage is taken as shot through an undistorted lens"),
+               ("POLYNOMIAL", "Polynomial", "Radial distortion k1, k2, k3, as Blender's tracking "
+                                            "camera models it"),
+               ("DIVISION", "Divisions", "Division model k1, k2 (strong barrel distortion)"),
+               ("NUKE", "Nuke", "Nuke's radial model k1, k2"),
+               ("BROWN", "Brown-Conrady", "Radial k1-k4 and tangential p1, p2")),
+        description="The Known lens's distortion, undone on the footage before the capture (as "
+                    "for Clip's Camera); the coefficients are the Movie Clip Editor's, in units of "
+                    "the focal length")
+    distortion_coefficients: FloatVectorProperty(
+        name="Coefficients", size=6, default=(0.0,) * 6, precision=5, step=0.1,
+        description="The distortion model's coefficients in the order of the Movie Clip "
+                    "Editor's Lens panel (only as many as the model takes are used)")
     mesh: EnumProperty(
         name="Mesh", default="AUTO",
         items=(("AUTO", "Automatic", "The model's bundled template when it has one, else a "
@@ -99,12 +121,40 @@ def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
                                   window=s.window, overlap=1 if s.window > 1 else 0,
                                   face_region=region,
                                   lens_mm=s.lens if s.lens_source == "KNOWN" else 0.0,
-                                  sensor_mm=s.sensor_width),
+                                  sensor_mm=s.sensor_width,
+                                  principal_px=known_principal(s)),
         solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count,
                             expressions=s.expressions, expression_prior_mm=s.expression_prior),
         provider=prefs.execution_provider if prefs else "AUTO",
         cpu_threads=prefs.cpu_threads if prefs else 0, mesh=s.mesh,
         reference_frame=s.reference_frame or None, grid_vertices=s.grid_vertices)
+
+
+def known_principal(s: FACEANYTHING_PG_settings) -> tuple[float, float] | None:
+    """The Known lens's optical center (footage pixels, y down), None: the frame's centre."""
+    if s.lens_source == "KNOWN" and s.use_principal:
+        return float(f"{s.principal[0]:.7g}"), float(f"{s.principal[1]:.7g}")
+    return None
+
+
+def known_distortion(s: FACEANYTHING_PG_settings, size: tuple[int, int]):
+    """The Known lens's distortion (`core.lens_distortion.LensDistortion`) for footage of
+    `size`, None without one (another lens source, the model None, or all coefficients 0)."""
+    if s.lens_source != "KNOWN" or s.lens_distortion == "NONE":
+        return None
+    names = MODELS[s.lens_distortion]
+    # Blender keeps them as float32: to 7 digits they are what the user typed (-0.2, not
+    # -0.20000000298), in the capture's record as on the command line
+    coefficients = tuple(float(f"{c:.7g}") for c in s.distortion_coefficients[:len(names)])
+    if not any(coefficients):
+        return None
+    return LensDistortion.known(s.lens_distortion, coefficients, s.lens, s.sensor_width, size,
+                                known_principal(s))
+
+
+def coefficient_label(name: str) -> str:
+    """A model's coefficient name as Blender's Lens panel shows it: brown_k1 -> K1."""
+    return name.rpartition("_")[2].upper()
 
 
 def frame_range(s: FACEANYTHING_PG_settings):

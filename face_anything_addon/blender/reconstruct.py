@@ -15,7 +15,7 @@ from ..core.lens_distortion import MODELS, LensDistortion
 from . import clip_picks, preferences, result, vertex_markers
 from .footage import footage_from_clip, open_footage
 from .job import JobStatus, ReconstructJob, capture_path
-from .properties import capture_settings, frame_range
+from .properties import capture_settings, frame_range, known_distortion
 
 # The job of the running operator (one at a time), for the panels to draw.
 CURRENT: dict[str, object] = {"job": None, "last": JobStatus(phase="idle", message="")}
@@ -119,6 +119,12 @@ def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
         config.pipeline.principal_px = lens.principal_px
         config.lens_distortion = lens.distortion
         warnings += lens.warnings
+    elif settings.lens_source == "KNOWN":
+        config.lens_distortion = known_distortion(settings, footage.size)
+        if config.lens_distortion is not None and isinstance(background, bpy.types.MovieClip):
+            raise FootageError("Lens: a Known lens's distortion is for footage files; for a "
+                               "Movie Clip, set it in the Movie Clip Editor (Track > Camera > "
+                               "Lens) and choose Clip's Camera, or set Distortion to None")
     if isinstance(background, bpy.types.MovieClip) and settings.use_clip_tracks:
         picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size)
         warnings += [clip_picks.warning(name, why) for name, why in left_out.items()]

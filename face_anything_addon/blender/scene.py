@@ -144,7 +144,7 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
                 # footage files and a lens given with them (the command line): shown through a
                 # Movie Clip that carries the lens, undistorted as the capture saw it
                 background = cam.lens_clip(background, lens, offset)
-                build.own(background.clip, f"{name} footage")
+                build.own(background.clip, f"{name} lens")
             camera = _add_camera(build, name, fit, background, offset, lens is not None)
             face, basis = _add_face(build, name, capture, camera)
             positions = points_to_blender(capture.positions)  # the mesh's local space

@@ -71,6 +71,18 @@ class LensDistortion:
         object.__setattr__(self, "principal", tuple(float(c) for c in self.principal))
         object.__setattr__(self, "size", tuple(int(c) for c in self.size))
 
+    @classmethod
+    def known(cls, model: str, coefficients, focal_mm: float, sensor_mm: float,
+              size: tuple[int, int], principal=None) -> "LensDistortion":
+        """A lens given by hand (the command line, the panel's Known lens): focal length and
+        sensor size in mm (the sensor along the frame's longer side), `principal` in footage
+        pixels, y down from the top (None: the frame's centre). LensDistortionError for an
+        unknown model, a wrong number of coefficients or no focal length."""
+        w, h = size
+        px, py = principal if principal is not None else (w / 2.0, h / 2.0)
+        focal_px = focal_mm / sensor_mm * max(w, h) if sensor_mm > 0 else float("nan")
+        return cls(model, tuple(coefficients), focal_px, (float(px), h - float(py)), (w, h))
+
     @property
     def is_identity(self) -> bool:
         return not any(self.coefficients)

@@ -19,8 +19,8 @@ class _Layout:
 
     row = box = column
 
-    def prop(self, data, name, **_):
-        self.drawn.append(name)
+    def prop(self, data, name, index=None, text=None, **_):
+        self.drawn.append(name if index is None else f"{name}[{index}] {text}")
 
     def label(self, text="", **_):
         self.drawn.append(f"label: {text}")
@@ -70,3 +70,35 @@ def test_clip_s_camera_says_when_the_clip_s_lens_distortion_will_be_undone(
     assert "label: Nuke distortion: undone first" in drawn(panels, clip)
     clip.tracking.camera.pixel_aspect = 1.5  # the capture then undoes neither
     assert "label: Nuke distortion: not undone (non-square pixels)" in drawn(panels, clip)
+
+
+def test_a_known_lens_shows_its_optical_center_and_distortion_and_reaches_the_capture(
+        addon_from_source, empty_file):
+    panels = importlib.import_module(addon_from_source.__name__ + ".blender.panels")
+    props = importlib.import_module(addon_from_source.__name__ + ".blender.properties")
+    s = bpy.context.scene.face_anything
+    assert "lens_distortion" not in drawn(panels)  # Estimate: no lens to describe
+    s.lens_source, s.lens, s.sensor_width = "KNOWN", 35.0, 24.0
+    names = drawn(panels)
+    assert {"lens", "sensor_width", "use_principal", "principal", "lens_distortion"} <= set(names)
+    assert not [n for n in names if n.startswith("distortion_coefficients")]
+    assert props.known_distortion(s, (640, 480)) is None
+    assert props.capture_settings(s, None).pipeline.principal_px is None  # the frame's centre
+    s.lens_distortion = "BROWN"
+    coefficients = [n for n in drawn(panels) if n.startswith("distortion_coefficients")]
+    assert coefficients == [f"distortion_coefficients[{i}] {t}"
+                            for i, t in enumerate(("K1", "K2", "K3", "K4", "P1", "P2"))]
+    assert props.known_distortion(s, (640, 480)) is None  # all coefficients 0: nothing to undo
+    s.lens_distortion = "DIVISION"
+    s.distortion_coefficients = (-0.05, 0.01, 0.3, 0.0, 0.0, 0.0)  # a third is not DIVISION's
+    assert [n for n in drawn(panels) if n.startswith("distortion_coefficients")] == [
+        "distortion_coefficients[0] K1", "distortion_coefficients[1] K2"]
+    s.use_principal, s.principal = True, (300.0, 200.0)
+    lens = props.known_distortion(s, (640, 480))
+    assert (lens.model, lens.coefficients) == ("DIVISION", (-0.05, 0.01))
+    assert lens.focal_px == 35.0 / 24.0 * 640
+    assert lens.principal == (300.0, 280.0) and lens.size == (640, 480)  # Blender's: y up
+    assert props.capture_settings(s, None).pipeline.principal_px == (300.0, 200.0)
+    s.lens_source = "ESTIMATE"  # the fields keep their values but describe no lens
+    assert props.known_distortion(s, (640, 480)) is None
+    assert props.capture_settings(s, None).pipeline.principal_px is None

@@ -161,6 +161,50 @@ def test_operator_builds_replaces_and_refuses_bad_input(addon_from_source, empty
     assert (len(bpy.data.objects), len(bpy.data.collections)) == before
 
 
+def test_the_panel_s_known_lens_distortion_is_undone_on_footage_files(
+        addon_from_source, empty_file, sequence, model, tmp_path):
+    """Known lens with Distortion set (the panel's way to what --distortion does): the capture
+    undoes it and records it, and the camera shows the files through a Movie Clip carrying that
+    lens, undistorted; with Movie Clip footage it is refused before anything is read."""
+    import sys
+    rc = sys.modules[f"{addon_from_source.__name__}.blender.reconstruct"]
+
+    prefs = bpy.context.preferences.addons[addon_from_source.__name__].preferences
+    prefs.model_path, prefs.execution_provider = str(model), "CPU"
+    prefs.cache_dir = str(tmp_path / "cache")
+    s = bpy.context.scene.face_anything
+    s.footage_path, s.resolution, s.grid_vertices = str(sequence), 84, 300
+    s.lens_source, s.lens, s.sensor_width = "KNOWN", 35.0, 24.0
+    s.use_principal, s.principal = True, (30.0, 20.0)
+    s.lens_distortion = "POLYNOMIAL"
+    s.distortion_coefficients = (-0.2, 0.05, 0.0, 0.7, 0.0, 0.0)  # the 4th is not POLYNOMIAL's
+    clips = set(bpy.data.movieclips)
+    assert bpy.ops.faceanything.reconstruct() == {"FINISHED"}
+    (path,) = (tmp_path / "cache").glob("*.capture.npz")
+    capture = Capture.load(path)
+    w, h = capture.footage_size
+    record = capture.settings["lens_distortion"]
+    assert record["model"] == "POLYNOMIAL" and record["coefficients"] == [-0.2, 0.05, 0.0]
+    assert record["focal_px"] == pytest.approx(35 / 24 * max(w, h))
+    assert record["principal"] == [30.0, h - 20.0]
+    np.testing.assert_allclose(capture.camera[:2, 2], [30, 20])
+    bg = bpy.context.scene.camera.data.background_images[0]
+    assert bg.source == "MOVIE_CLIP" and bg.clip_user.use_render_undistorted
+    assert bg.clip not in clips and bg.clip.name == f"{capture.footage_name} lens"
+    camera = bg.clip.tracking.camera
+    assert (camera.distortion_model, camera.k1, camera.k2, camera.k3) == (
+        "POLYNOMIAL", pytest.approx(-0.2), pytest.approx(0.05), 0.0)
+
+    clip = bpy.data.movieclips.load(str(sequence / "shot_0001.png"))
+    before = (len(bpy.data.objects), len(bpy.data.collections), len(bpy.data.movieclips))
+    with pytest.raises(rc.FootageError, match="Known lens's distortion is for footage files"):
+        rc.start_job(bpy.context, clip=clip)
+    assert (len(bpy.data.objects), len(bpy.data.collections), len(bpy.data.movieclips)) == before
+    s.distortion_coefficients = (0.0,) * 6  # no distortion to undo: a clip is fine
+    job, _ = rc.start_job(bpy.context, clip=clip)
+    assert job.settings.lens_distortion is None
+
+
 def test_no_face_is_an_error_and_changes_nothing(addon_from_source, empty_file, tmp_path, model):
     for i in range(1, 4):
         write_png(tmp_path / f"dark_{i}.png", np.full((H, W, 3), 0.05, np.float32))

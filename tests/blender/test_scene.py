@@ -521,7 +521,7 @@ def test_footage_files_with_a_lens_s_distortion_are_shown_undistorted(user_file,
     assert bg.source == "MOVIE_CLIP" and bg.clip_user.use_render_undistorted
     clip = bg.clip
     assert clip not in clips and clip[result.BUILD] == coll[result.BUILD]
-    assert clip.name == "shot footage" and not bpy.data.images.get("shot_0003.png")
+    assert clip.name == "shot lens" and not bpy.data.images.get("shot_0003.png")
     camera = clip.tracking.camera
     assert camera.distortion_model == "BROWN"
     got = [getattr(camera, k) for k in ("brown_k1", "brown_k2", "brown_k3", "brown_k4",

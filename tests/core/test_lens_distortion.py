@@ -273,6 +273,21 @@ def test_bad_lenses_are_refused_with_the_reason():
         lens().undistort_image(np.zeros((1, 5, 3), np.float32))
 
 
+def test_a_lens_given_by_hand_is_in_footage_pixels_with_blender_s_principal_point():
+    """LensDistortion.known (the command line, the panel's Known lens): mm -> pixels along the
+    longer side; the principal point given y down, kept as Blender's (y up); default the centre."""
+    lens = LensDistortion.known("NUKE", (0.1, -0.02), 35.0, 24.0, (120, 80))
+    assert lens.focal_px == pytest.approx(35.0 / 24.0 * 120)
+    assert lens.principal == (60.0, 40.0) and lens.size == (120, 80)
+    lens = LensDistortion.known("NUKE", (0.1, -0.02), 35.0, 24.0, (60, 90), (10.0, 20.0))
+    assert lens.focal_px == pytest.approx(35.0 / 24.0 * 90)  # portrait: the height
+    assert lens.principal == (10.0, 70.0)
+    with pytest.raises(LensDistortionError, match="takes 2 coefficients"):
+        LensDistortion.known("NUKE", (0.1,), 35.0, 24.0, (60, 90))
+    with pytest.raises(LensDistortionError, match="focal length must be positive"):
+        LensDistortion.known("NUKE", (0.1, 0.0), 35.0, 0.0, (60, 90))
+
+
 def test_the_record_round_trips_and_maps_a_capture_s_points_back():
     lp = lens("BROWN")
     again = LensDistortion.from_record(lp.record())
