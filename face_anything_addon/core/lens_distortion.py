@@ -211,16 +211,13 @@ class LensDistortion:
         key = ((w, h), (float(scale[0]), float(scale[1])))
         found = remaps.get(key) if remaps is not None else None
         if found is None:
-            found = _remap(self, *key)
+            found = SamplingMap(self, *key)
             if remaps is not None:
                 remaps[key] = found
         x0, y0, x1, y1 = (0, 0, w, h) if region is None else map(int, region)
         if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
             raise LensDistortionError(f"region {region} is not inside the {w} x {h} image")
-        if (x0, y0, x1, y1) != (0, 0, w, h):
-            found = [a.reshape(h, w, -1)[y0:y1, x0:x1].reshape(-1, a.shape[1]) for a in found]
-        index, fx, fy, inside = found
-        index = index[:, 0]
+        index, fx, fy, inside = found.region(x0, y0, x1, y1)
         c = image.shape[2] if image.ndim == 3 else 1
         # one record per pixel (all its channels): each gather moves whole pixels
         pixels = np.ascontiguousarray(image, np.float32).reshape(-1).view(
@@ -249,29 +246,62 @@ class LensDistortion:
         return replace(frame, image=self.undistort_image(frame.image, frame.scale, remaps))
 
 
-def _remap(lens: LensDistortion, image_size: tuple[int, int], scale: tuple[float, float]):
-    """For each pixel of an undistorted (w, h) image at `scale`, as (H * W, 1) columns: the flat
-    index of the upper left of its four source pixels (the lower left is one row, w, on), the
-    fractions (x, y) within them, and 1 / 0 (in / outside the frame), the last three float32."""
-    w, h = image_size
-    if w < 2 or h < 2:
-        raise LensDistortionError(f"a {w} x {h} image is too small to undistort")
-    sx, sy = scale
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    source = lens.distort(np.stack([(u.ravel() + 0.5) / sx, (v.ravel() + 0.5) / sy], -1))
-    cx = source[:, 0] * sx - 0.5  # image corner coordinates: pixel centres at integers
-    cy = source[:, 1] * sy - 0.5
-    with np.errstate(invalid="ignore"):  # nan: a point the model cannot map
-        inside = (cx > -0.5) & (cx < w - 0.5) & (cy > -0.5) & (cy < h - 0.5)
-    # within half a pixel of the border: the border pixel (the last pair's right / lower one)
-    cx = np.clip(np.nan_to_num(cx), 0, w - 1 - 1e-6)
-    cy = np.clip(np.nan_to_num(cy), 0, h - 1 - 1e-6)
-    x0, y0 = np.floor(cx), np.floor(cy)
-    out = [(y0 * w + x0).astype(np.intp)[:, None]] + [
-        a.astype(np.float32)[:, None] for a in (cx - x0, cy - y0, inside)]
-    for a in out:
-        a.flags.writeable = False
-    return tuple(out)
+class SamplingMap:
+    """Where each pixel of an undistorted (w, h) image at `scale` samples the footage as shot:
+    the flat index of the upper left of its four source pixels (the lower left is one row, w,
+    on), the fractions (x, y) within them, and 1 / 0 (in / outside the frame). Made lazily in
+    TILE x TILE tiles, the first time a region touches them: a face crop's capture makes the
+    map of the tiles under the crops, not of the whole frame."""
+
+    TILE = 128
+
+    def __init__(self, lens: LensDistortion, image_size: tuple[int, int],
+                 scale: tuple[float, float]):
+        w, h = image_size
+        if w < 2 or h < 2:
+            raise LensDistortionError(f"a {w} x {h} image is too small to undistort")
+        self.lens, self.w, self.h, self.scale = lens, w, h, scale
+        t = self.TILE
+        self.built = np.zeros((-(-h // t), -(-w // t)), bool)
+        # index, fx, fy, inside; np.empty touches no memory until a tile is written
+        self._maps = (np.empty((h, w), np.intp),) + tuple(np.empty((h, w), np.float32)
+                                                           for _ in range(3))
+
+    def region(self, x0: int, y0: int, x1: int, y1: int):
+        """The map over image pixels [x0, x1) x [y0, y1): (index (n,), fx, fy, inside (n, 1)),
+        the region's rows in order, not to be written to (the tiles under it are made first)."""
+        t = self.TILE
+        rows, cols = slice(y0 // t, (y1 - 1) // t + 1), slice(x0 // t, (x1 - 1) // t + 1)
+        missing = np.argwhere(~self.built[rows, cols]) + (rows.start, cols.start)
+        if missing.size:
+            self._make(missing)
+        index, fx, fy, inside = (a[y0:y1, x0:x1].reshape(-1) for a in self._maps)
+        return index, fx[:, None], fy[:, None], inside[:, None]
+
+    def _make(self, tiles: np.ndarray) -> None:
+        """Make the tiles (k, 2) (row, column) in one pass over all their pixels."""
+        t, w, h = self.TILE, self.w, self.h
+        spans = [(ty * t, min(ty * t + t, h), tx * t, min(tx * t + t, w)) for ty, tx in tiles]
+        grids = [np.mgrid[a:b, c:d].reshape(2, -1) for a, b, c, d in spans]
+        v, u = np.concatenate(grids, 1).astype(np.float64)
+        sx, sy = self.scale
+        source = self.lens.distort(np.stack([(u + 0.5) / sx, (v + 0.5) / sy], -1))
+        cx = source[:, 0] * sx - 0.5  # image corner coordinates: pixel centres at integers
+        cy = source[:, 1] * sy - 0.5
+        with np.errstate(invalid="ignore"):  # nan: a point the model cannot map
+            inside = (cx > -0.5) & (cx < w - 0.5) & (cy > -0.5) & (cy < h - 0.5)
+        # within half a pixel of the border: the border pixel (the last pair's right / lower one)
+        cx = np.clip(np.nan_to_num(cx), 0, w - 1 - 1e-6)
+        cy = np.clip(np.nan_to_num(cy), 0, h - 1 - 1e-6)
+        x0, y0 = np.floor(cx), np.floor(cy)
+        values = ((y0 * w + x0).astype(np.intp), cx - x0, cy - y0, inside)
+        start = 0
+        for (a, b, c, d), (ty, tx) in zip(spans, tiles):
+            n = (b - a) * (d - c)
+            for out, value in zip(self._maps, values):
+                out[a:b, c:d] = value[start:start + n].reshape(b - a, d - c)
+            start += n
+            self.built[ty, tx] = True  # after its values: a reader never sees a half tile
 
 
 def _newton(fn, tx, ty):

@@ -9,7 +9,7 @@ from face_anything_addon.core.capture_run import CaptureSettings, run_capture
 from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.frames import Frame
 from face_anything_addon.core.lens_distortion import (
-    LensDistortion, LensDistortionError, MODELS, UndistortedFrames, footage_xy)
+    LensDistortion, LensDistortionError, MODELS, SamplingMap, UndistortedFrames, footage_xy)
 from face_anything_addon.core.marker_picks import PixelPick
 from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
 from face_anything_addon.core.session import open_session
@@ -180,16 +180,22 @@ def test_undistorted_frames_wrap_any_source_and_keep_its_reduction():
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_a_region_of_an_undistorted_frame_is_that_part_of_the_whole(model):
+def test_a_region_of_an_undistorted_frame_is_that_part_of_the_whole(model, monkeypatch):
     lp = lens(model)
     footage = shot_through(lp, scale=0.5)
+    whole = lp.undistort_image(footage, (0.5, 0.5))  # one tile: the map made in one piece
+    monkeypatch.setattr(SamplingMap, "TILE", 16)  # 80 x 60: 5 x 4 tiles
     remaps = {}
-    whole = lp.undistort_image(footage, (0.5, 0.5), remaps)
-    for region in ((10, 7, 50, 41), (0, 0, 80, 60), (71, 52, 80, 60), (0, 30, 1, 31)):
+    part = lp.undistort_image(footage, (0.5, 0.5), remaps, (10, 7, 50, 41))
+    np.testing.assert_array_equal(part, whole[7:41, 10:50])
+    (made,) = remaps.values()  # only the tiles under the region are made
+    assert made.built.sum() == 3 * 4 and made.built[0:3, 0:4].all()
+    for region in ((0, 0, 80, 60), (10, 7, 50, 41), (71, 52, 80, 60), (0, 30, 1, 31),
+                   (15, 15, 17, 17)):
         x0, y0, x1, y1 = region
         part = lp.undistort_image(footage, (0.5, 0.5), remaps, region)
         np.testing.assert_array_equal(part, whole[y0:y1, x0:x1])
-    assert len(remaps) == 1  # the regions share the whole frame's sampling map
+    assert len(remaps) == 1 and made.built.all()  # the regions share one sampling map
     with pytest.raises(LensDistortionError, match="not inside the 80 x 60 image"):
         lp.undistort_image(footage, (0.5, 0.5), remaps, (70, 10, 81, 20))
 
