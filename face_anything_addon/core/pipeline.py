@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .face_components import face_pixels
 from .frames import Frame, crop_reading, reduced
 from .preprocess import (Crop, crop_for_box, full_frame_crop, model_input_size, prepare,
                          reduction_factor)
@@ -115,10 +116,15 @@ def face_weight(mask: np.ndarray | None, canonical_conf: np.ndarray) -> np.ndarr
     return c / np.where(top > 0, top, 1.0)
 
 
-def box_from_weight(weight: np.ndarray, crop: Crop, threshold: float,
-                    min_pixels: int = 6) -> np.ndarray | None:
-    """The face's bounding box (x0, y0, x1, y1) in footage pixels, or None when no face."""
-    ys, xs = np.nonzero(weight > threshold)
+def box_from_weight(weight: np.ndarray, crop: Crop, threshold: float, min_pixels: int = 6,
+                    canonical: np.ndarray | None = None) -> np.ndarray | None:
+    """The face's bounding box (x0, y0, x1, y1) in footage pixels, or None when no face.
+    canonical: the frame's canonical map; then only the connected parts of the mask that show
+    the face count (`face_components`: not a sleeve with a cheek's coordinates)."""
+    valid = weight > threshold
+    if canonical is not None:
+        valid = face_pixels(valid, canonical)
+    ys, xs = np.nonzero(valid)
     if xs.size < min_pixels:
         return None
     lo = np.percentile(np.stack([xs, ys], 1), 0.5, axis=0)
@@ -347,7 +353,8 @@ class Pipeline:
             out = future.result()
             weights = face_weight(out.get("mask"), out["canonical_conf"])
             for i, prepared in enumerate(done.items):
-                box = box_from_weight(weights[i], prepared.crop, s.face_threshold)
+                box = box_from_weight(weights[i], prepared.crop, s.face_threshold,
+                                      canonical=out["canonical"][i])
                 if box is not None:
                     found[where[i]] = box
                     self._note_whole_camera(prepared, out["intrinsics"][i])

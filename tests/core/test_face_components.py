@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""core.face_components: the connected parts of a face mask and which of them show the face; and
+the automatic face region that uses them (a sleeve the model takes for face is left out)."""
+from collections import deque
+
+import numpy as np
+import pytest
+
+from face_anything_addon.core.contract import describe_model
+from face_anything_addon.core.face_components import (
+    CELLS, MIN_COVERAGE, connected_parts, coverage, face_pixels, part_boxes)
+from face_anything_addon.core.frames import Frame
+from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
+from face_anything_addon.core.session import open_session
+from tests.contract_models import make_model
+
+
+def reference_parts(valid: np.ndarray) -> list[set]:
+    """4-connected parts by breadth-first search (slow, obvious)."""
+    h, w = valid.shape
+    seen, parts = np.zeros_like(valid), []
+    for y, x in zip(*np.nonzero(valid)):
+        if seen[y, x]:
+            continue
+        part, todo = set(), deque([(y, x)])
+        seen[y, x] = True
+        while todo:
+            cy, cx = todo.popleft()
+            part.add((cy, cx))
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < h and 0 <= nx < w and valid[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    todo.append((ny, nx))
+        parts.append(part)
+    return parts
+
+
+@pytest.mark.parametrize("density", [0.3, 0.55, 0.7])
+def test_connected_parts_are_those_a_search_finds(density):
+    rng = np.random.default_rng(int(density * 100))
+    valid = rng.random((23, 31)) < density
+    labels, n = connected_parts(valid)
+    expected = reference_parts(valid)
+    assert n == len(expected) and labels.max() == n and (labels[~valid] == 0).all()
+    got = [set(zip(*np.nonzero(labels == k))) for k in range(1, n + 1)]
+    assert sorted(map(sorted, got)) == sorted(map(sorted, expected))
+
+
+def test_a_spiral_and_an_empty_mask():
+    valid = np.zeros((21, 21), bool)  # one long winding part: many steps for min-propagation
+    valid[1:20:4, 1:20] = True
+    valid[1:18, 19] = valid[3:20, 1] = True
+    valid[3:6, 1] = False
+    labels, n = connected_parts(valid)
+    assert n == len(reference_parts(valid))
+    assert connected_parts(np.zeros((4, 5), bool))[1] == 0
+
+
+def test_coverage_counts_the_canonical_cells_of_each_part():
+    labels = np.array([[1, 1, 0, 2, 2, 2]])
+    canonical = np.zeros((1, 6, 3), np.float32)
+    canonical[0, 1] = (0.99, -0.99, 0.0)  # another cell than (0, 0, 0)
+    canonical[0, 3:] = (0.5, 0.5, 0.5)  # one cell, three pixels
+    canonical[0, 5, 0] = 7.0  # outside the cube: the border cell
+    assert coverage(canonical, labels, 2).tolist() == [2, 2]
+    assert CELLS == 8
+    assert part_boxes(labels, 2).tolist() == [[0, 0, 2, 1], [3, 0, 6, 1]]
+
+
+def test_the_parts_showing_the_face_are_kept_and_a_larger_sleeve_is_not():
+    h, w = 50, 70
+    yy, xx = np.mgrid[0:h, 0:w]
+    canonical = np.full((h, w, 3), 0.3, np.float32)
+    face = (yy - 12) ** 2 + (xx - 12) ** 2 < 10 ** 2  # canonical x, y spread over the face
+    canonical[..., 0] = (xx - 12) / 10.0
+    canonical[..., 1] = (yy - 12) / 10.0
+    sleeve = (yy >= 30) & (xx >= 35)  # larger, one cheek's coordinates all over
+    canonical[sleeve] = (0.5, 0.1, 0.2)
+    assert (face_pixels(face | sleeve, canonical) == face).all()
+    # a face cut in two by a finger keeps both halves
+    finger = face & (np.abs(xx - 12) <= 1)
+    halves = face & ~finger
+    assert connected_parts(halves | sleeve)[1] == 3
+    assert (face_pixels(halves | sleeve, canonical) == halves).all()
+    # a forehead cut off by a strand of hair shows little by itself, but it is next to the face
+    strand = face & (yy == 5)
+    forehead, rest = coverage(canonical, *connected_parts(face & ~strand))
+    assert forehead < 0.5 * rest  # left out by its coverage alone
+    assert (face_pixels((face & ~strand) | sleeve, canonical) == face & ~strand).all()
+    # a sleeve that reaches near the face's box is taken for part of it (as any part was before)
+    near = (yy >= 25) & (xx >= 26)
+    assert face_pixels(face | near, canonical)[near].all()
+    # one part is the face whatever it shows
+    assert (face_pixels(sleeve, canonical) == sleeve).all()
+
+
+def test_a_face_too_small_to_tell_keeps_every_part():
+    """Faces a few pixels across show a few cells at most: no part is left out."""
+    valid = np.zeros((30, 30), bool)
+    valid[2:5, 2:5] = valid[20:24, 20:24] = True
+    canonical = np.zeros((30, 30, 3), np.float32)
+    canonical[2:5, 2:5, 0] = np.linspace(-1, 1, 3)  # 3 cells against 1
+    assert (face_pixels(valid, canonical) == valid).all()
+    assert MIN_COVERAGE > 3
+
+
+def test_the_automatic_face_region_leaves_out_what_does_not_show_a_face(tmp_path):
+    """The tiny model's canonical output is its normalised input and its mask is > 0.5 where
+    the input is bright: a colour-graded disc shows many canonical cells, a larger grey square
+    one. The face region is the disc's, not the box around both."""
+    model = make_model(tmp_path / "m.onnx", mask=True)
+    session = open_session(describe_model(model), "CPU")
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    u, v = (xx - 45) / 15, (yy - 50) / 15
+    frames = []
+    for i in range(3):
+        img = np.full((h, w, 3), 0.1, np.float32)
+        img[70:115, 90:155] = 0.9  # the sleeve
+        disc = u ** 2 + v ** 2 < 1
+        img[disc] = np.stack([0.6 + 0.4 * u, 0.6 + 0.4 * v, np.ones_like(u)], -1)[disc]
+        frames.append(Frame(i + 1, img))
+    settings = PipelineSettings(window=1, box_margin=0.0, box_smoothing=0.0)
+    boxes = Pipeline(session, settings).detect_boxes(frames, total=3)
+    for box in boxes.values():
+        x0, y0, x1, y1 = box
+        assert 26 <= x0 <= 33 and 57 <= x1 <= 64 and 31 <= y0 <= 38 and 62 <= y1 <= 69, box
