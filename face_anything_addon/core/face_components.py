@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Which of a whole frame's face pixels are the face: the connected parts of a face mask, scored
+"""Which of a frame's face pixels are the face: the connected parts of a face mask, scored
 by how much of the canonical face they show.
 
 A model that has seen no real footage also marks things that are not faces (an orange suit,
@@ -10,8 +10,10 @@ that its pixels fall in. The face is the parts with at least KEEP of the best pa
 face cut in two by a hand keeps both halves), and any part that reaches into their box grown by
 GROW of its size (a forehead cut off by a strand of hair shows little of the face by itself).
 When no part covers MIN_COVERAGE cells (a face a few pixels across) there is too little to tell
-the face by, and every part counts. Everything is vectorised; labelling a 224-pixel mask takes
-a few milliseconds."""
+the face by, and every part counts. The pipeline uses it twice: the detection pass's face box is
+the box of the face's parts, and every predicted frame's mask loses its other parts (so the
+solve takes no correspondence from a sleeve in the crop's corner).
+Everything is vectorised; labelling a 224-pixel mask takes a few milliseconds."""
 from __future__ import annotations
 
 import numpy as np
@@ -93,3 +95,15 @@ def face_pixels(valid: np.ndarray, canonical: np.ndarray) -> np.ndarray:
     keep |= ((boxes[:, 0] < x1 + gx) & (boxes[:, 2] > x0 - gx) &
              (boxes[:, 1] < y1 + gy) & (boxes[:, 3] > y0 - gy))
     return np.concatenate([[False], keep])[labels]
+
+
+def face_mask(mask: np.ndarray, canonical: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """A predicted mask (H, W) with the parts above `threshold` that do not show the face
+    (`face_pixels`) set to 0 (the same array when nothing is left out)."""
+    valid = mask > threshold
+    drop = valid & ~face_pixels(valid, canonical)
+    if not drop.any():
+        return mask
+    out = mask.copy()
+    out[drop] = 0.0
+    return out

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .face_components import face_pixels
+from .face_components import face_mask, face_pixels
 from .frames import Frame, crop_reading, reduced
 from .preprocess import (Crop, crop_for_box, full_frame_crop, model_input_size, prepare,
                          reduction_factor)
@@ -506,6 +506,9 @@ class Pipeline:
                 return
             if following is not None:
                 running = runner.submit(following)
+            if "mask" in out:  # parts of the mask that show no face are not the face
+                out["mask"] = np.stack([face_mask(m, c, s.face_threshold)
+                                        for m, c in zip(out["mask"], out["canonical"])])
             weights = face_weight(out.get("mask"), out["canonical_conf"])
             numbers = [p.number for p in batch.items]
             scale = self._align(scale, previous, numbers, out["depth"], weights)

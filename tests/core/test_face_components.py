@@ -8,7 +8,7 @@ import pytest
 
 from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.face_components import (
-    CELLS, MIN_COVERAGE, connected_parts, coverage, face_pixels, part_boxes)
+    CELLS, MIN_COVERAGE, connected_parts, coverage, face_mask, face_pixels, part_boxes)
 from face_anything_addon.core.frames import Frame
 from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
 from face_anything_addon.core.session import open_session
@@ -104,24 +104,44 @@ def test_a_face_too_small_to_tell_keeps_every_part():
     assert MIN_COVERAGE > 3
 
 
-def test_the_automatic_face_region_leaves_out_what_does_not_show_a_face(tmp_path):
+def disc_and_sleeve(count: int = 3) -> list[Frame]:
     """The tiny model's canonical output is its normalised input and its mask is > 0.5 where
     the input is bright: a colour-graded disc shows many canonical cells, a larger grey square
-    one. The face region is the disc's, not the box around both."""
-    model = make_model(tmp_path / "m.onnx", mask=True)
-    session = open_session(describe_model(model), "CPU")
+    (the sleeve) one."""
     h, w = 120, 160
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
     u, v = (xx - 45) / 15, (yy - 50) / 15
     frames = []
-    for i in range(3):
+    for i in range(count):
         img = np.full((h, w, 3), 0.1, np.float32)
         img[70:115, 90:155] = 0.9  # the sleeve
         disc = u ** 2 + v ** 2 < 1
         img[disc] = np.stack([0.6 + 0.4 * u, 0.6 + 0.4 * v, np.ones_like(u)], -1)[disc]
         frames.append(Frame(i + 1, img))
+    return frames
+
+
+def test_the_automatic_face_region_leaves_out_what_does_not_show_a_face(tmp_path):
+    """The face region is the disc's, not the box around the disc and the sleeve."""
+    session = open_session(describe_model(make_model(tmp_path / "m.onnx", mask=True)), "CPU")
     settings = PipelineSettings(window=1, box_margin=0.0, box_smoothing=0.0)
-    boxes = Pipeline(session, settings).detect_boxes(frames, total=3)
+    boxes = Pipeline(session, settings).detect_boxes(disc_and_sleeve(), total=3)
     for box in boxes.values():
         x0, y0, x1, y1 = box
         assert 26 <= x0 <= 33 and 57 <= x1 <= 64 and 31 <= y0 <= 38 and 62 <= y1 <= 69, box
+
+
+def test_predicted_masks_lose_the_parts_that_show_no_face(tmp_path):
+    """On the window pass too (here the whole frame): the sleeve's mask is 0, the disc's kept."""
+    session = open_session(describe_model(make_model(tmp_path / "m.onnx", mask=True)), "CPU")
+    settings = PipelineSettings(face_region="full", resolution=84, window=2)
+    preds = list(Pipeline(session, settings).run(disc_and_sleeve(), total=3))
+    for p in preds:
+        centre = p.crop.to_input(np.array([[45.0, 50.0], [122.0, 92.0]]))
+        (dx, dy), (sx, sy) = np.floor(centre).astype(int)
+        assert p.mask[dy, dx] > 0.5 and p.mask[sy, sx] == 0.0
+        (x0, y0), (x1, y1) = np.round(p.crop.to_input(np.array([[92.0, 72.0], [153.0, 113.0]])))
+        assert (p.mask[int(y0):int(y1), int(x0):int(x1)] == 0.0).all()  # inside the sleeve
+    mask = np.array([[0.9, 0.9, 0.2, 0.8]])
+    canonical = np.zeros((1, 4, 3), np.float32)
+    assert face_mask(mask, canonical) is mask  # two parts, one cell each: too little to tell
