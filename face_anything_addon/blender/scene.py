@@ -141,8 +141,8 @@ def build_scene(context, capture: Capture, footage_path=None, *, storage: str = 
             scene.collection.children.link(collection)
             lens = LensDistortion.of_capture(capture)
             if lens is not None and background is not None and background.kind != "MOVIE_CLIP":
-                # footage files and a lens given with them (the command line): shown through a
-                # Movie Clip that carries the lens, undistorted as the capture saw it
+                # footage files and a lens given with them (the command line, a Known lens): shown
+                # through a Movie Clip that carries the lens, undistorted as the capture saw it
                 background = cam.lens_clip(background, lens, offset)
                 build.own(background.clip, f"{name} lens")
             camera = _add_camera(build, name, fit, background, offset, lens is not None)
