@@ -138,8 +138,8 @@ def lens_clip(background: Background, lens, frame_offset: int = 0) -> Background
     `lens` (`core.lens_distortion.LensDistortion`: focal length, principal point, distortion),
     so that the camera view can show the footage undistorted as the capture saw it (a lens
     given on the command line or as a Known lens); clip frames line up as `add_background`
-    lines up the files: Blender frame = footage frame number + frame_offset. Raises FootageError when Blender
-    cannot open the files as a clip."""
+    lines up the files: Blender frame = footage frame number + frame_offset. Raises
+    FootageError when Blender cannot open the files as a clip."""
     from ..core.errors import FootageError
     from ..core.lens_distortion import MODELS
 
