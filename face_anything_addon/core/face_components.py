@@ -57,9 +57,10 @@ def connected_parts(valid: np.ndarray) -> tuple[np.ndarray, int]:
 
 def coverage(canonical: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """(n,) the number of distinct canonical cells each part's pixels fall in. canonical:
-    (H, W, 3) in [-1, 1] (outside: clipped to the border cells)."""
+    (H, W, 3) in [-1, 1] (outside: clipped to the border cells; nan: the centre's)."""
     inside = labels > 0
-    cells = np.clip(np.floor((canonical[inside] + 1.0) * (CELLS / 2)), 0, CELLS - 1)
+    values = np.nan_to_num(canonical[inside])  # a model's nan must not make a bad cell index
+    cells = np.clip(np.floor((values + 1.0) * (CELLS / 2)), 0, CELLS - 1)
     cell = (cells.astype(np.int64) * np.array([1, CELLS, CELLS * CELLS])).sum(-1)
     pairs = np.unique((labels[inside].astype(np.int64) - 1) * CELLS ** 3 + cell)
     return np.bincount(pairs // CELLS ** 3, minlength=n)

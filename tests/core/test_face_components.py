@@ -63,6 +63,8 @@ def test_coverage_counts_the_canonical_cells_of_each_part():
     canonical[0, 3:] = (0.5, 0.5, 0.5)  # one cell, three pixels
     canonical[0, 5, 0] = 7.0  # outside the cube: the border cell
     assert coverage(canonical, labels, 2).tolist() == [2, 2]
+    canonical[0, 4] = np.nan  # a model's nan: counted in a cell, never a crash
+    assert coverage(canonical, labels, 2).tolist() == [2, 3]
     assert CELLS == 8
     assert part_boxes(labels, 2).tolist() == [[0, 0, 2, 1], [3, 0, 6, 1]]
 
