@@ -31,7 +31,9 @@ def parse(argv):
                    help="longest side of the network input, a multiple of 14 (default: model's)")
     p.add_argument("--window", type=int, default=1, help="frames per network window")
     p.add_argument("--face-region", default="auto",
-                   help="auto, full, or a box x0,y0,x1,y1 in footage pixels")
+                   help="auto, full, a box x0,y0,x1,y1 in footage pixels, or a CSV file of a "
+                        "box per frame (lines frame,x0,y0,x1,y1, e.g. from another tracker; "
+                        "frames between two boxes take the box interpolated)")
     p.add_argument("--lens", type=float, default=0.0, metavar="MM",
                    help="focal length the footage was shot with, mm (default: the network's "
                         "estimate)")
@@ -71,13 +73,15 @@ def settings_from(args):
     from .core.solve import SolveSettings
 
     region = args.face_region
-    if region not in ("auto", "full"):
+    if region.lower().endswith(".csv"):
+        region = tuple((n, *box) for n, box in sorted(face_boxes_csv(Path(region)).items()))
+    elif region not in ("auto", "full"):
         try:
             region = tuple(float(v) for v in region.split(","))
             assert len(region) == 4
         except (ValueError, AssertionError):
-            raise ValueError(f"--face-region must be auto, full or x0,y0,x1,y1, not "
-                             f"{args.face_region!r}") from None
+            raise ValueError(f"--face-region must be auto, full, x0,y0,x1,y1 or a .csv file of "
+                             f"boxes per frame, not {args.face_region!r}") from None
     if not (args.lens >= 0 and args.sensor > 0):
         raise ValueError(f"--lens must be 0 or more mm (0: estimate it) and --sensor above 0 mm, "
                          f"not {args.lens} / {args.sensor}")
@@ -103,6 +107,31 @@ def settings_from(args):
                                   lens_mm=args.lens, sensor_mm=args.sensor,
                                   principal_px=tuple(args.principal) if args.principal else None),
         solve=solve, provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
+
+
+def face_boxes_csv(path: Path) -> dict[int, tuple[float, float, float, float]]:
+    """A CSV file of face boxes, one line per frame: frame,x0,y0,x1,y1 in footage pixels (top
+    left 0, 0); a first line of names is skipped. ValueError naming the line that is wrong."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--face-region {path}: cannot read it ({exc})") from None
+    boxes = {}
+    for i, line in enumerate(lines, 1):
+        cells = [c.strip() for c in line.split(",")]
+        if not line.strip() or (i == 1 and cells[0].lower() == "frame"):
+            continue
+        try:
+            frame, *box = (float(c) for c in cells)
+            assert len(box) == 4 and frame == int(frame) and all(map(math.isfinite, box))
+            assert box[2] > box[0] and box[3] > box[1] and int(frame) not in boxes
+        except (ValueError, AssertionError):
+            raise ValueError(f"--face-region {path}, line {i} ({line.strip()!r}): each line is "
+                             "frame,x0,y0,x1,y1 with x1 > x0 and y1 > y0, each frame once")
+        boxes[int(frame)] = tuple(box)
+    if not boxes:
+        raise ValueError(f"--face-region {path}: no boxes in it (lines frame,x0,y0,x1,y1)")
+    return boxes
 
 
 def distortion_spec(text: str) -> tuple[str, tuple[float, ...]]:
@@ -187,6 +216,7 @@ def run(args) -> int:
     from .core.capture_run import DEFAULT_MODEL
     from .core.contract import ContractError, describe_model
     from .core.errors import FootageError
+    from .core.pipeline import boxes_on_frames
 
     out = Path(args.output)
     frame_range = None
@@ -209,6 +239,18 @@ def run(args) -> int:
         settings.lens_distortion = distortion_from(args, footage.size)
     except ValueError as exc:  # a lens the footage's size makes invalid
         return _fail(EXIT_INPUT, str(exc))
+    region = settings.pipeline.face_region
+    if not isinstance(region, str) and isinstance(region[0], tuple):  # boxes per frame
+        try:
+            settings.pipeline.face_region, missing = boxes_on_frames(
+                {row[0]: row[1:] for row in region}, footage.frame_numbers)
+        except ValueError:
+            return _fail(EXIT_INPUT, f"--face-region {args.face_region}: no box on the frames "
+                                     f"being captured ({footage.frame_numbers[0]}-"
+                                     f"{footage.frame_numbers[-1]})")
+        if missing:
+            print(f"face_anything: note: {missing} of {len(footage)} frames have no box in "
+                  f"{args.face_region}; theirs is interpolated", file=sys.stderr)
     fps = args.fps or 24.0
     name = args.name or footage.name.rsplit(".", 1)[0]
     print(f"face_anything: {footage.name}: {len(footage)} frames, "

@@ -51,13 +51,16 @@ def pick_marker(track, frames):
     return min(keyed or enabled, key=lambda m: m.frame) if enabled else None
 
 
-def track_picks(clip: bpy.types.MovieClip, frame_numbers,
-                size) -> tuple[list[PixelPick], dict[str, str]]:
-    """(picks, tracks left out -> why) for the clip's tracks over footage `frame_numbers`."""
+def track_picks(clip: bpy.types.MovieClip, frame_numbers, size,
+                exclude: str = "") -> tuple[list[PixelPick], dict[str, str]]:
+    """(picks, tracks left out -> why) for the clip's tracks over footage `frame_numbers`;
+    the track named `exclude` (the face region's: `clip_region`) is no pick and not told."""
     frames = set(int(n) for n in frame_numbers)
     picks, left_out, names = [], {}, set()
     first, last = min(frames), max(frames)
     for track in clip_tracks(clip):
+        if exclude and track.name == exclude:
+            continue
         if track.name in names:
             left_out[track.name] = "another track has the same name: rename one of them"
             continue

@@ -57,6 +57,11 @@ class _FaceAnythingPanel:
         col.prop(settings, "face_region")
         if settings.face_region == "BOX":
             col.prop(settings, "face_box")
+        elif settings.face_region == "TRACK":
+            if clip is None:
+                col.label(text="Needs footage from the Movie Clip Editor", icon="ERROR")
+            else:
+                col.prop_search(settings, "face_track", clip.tracking, "tracks")
         col.prop(settings, "lens_source")
         if settings.lens_source == "KNOWN":
             row = col.row(align=True)

@@ -32,9 +32,16 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
         name="Face Region", default="AUTO",
         items=(("AUTO", "Automatic", "Find the face in every frame"),
                ("FULL", "Whole Frame", "Use the whole frame (a face filling the frame)"),
-               ("BOX", "Box", "A fixed box in footage pixels")))
+               ("BOX", "Box", "A fixed box in footage pixels"),
+               ("TRACK", "Track", "Follow a track of the Movie Clip: its pattern area, as "
+                                  "tracked, is the face region on every frame (place a marker on "
+                                  "the face, drag its pattern over the face, track it)")))
     face_box: FloatVectorProperty(name="Box", size=4, default=(0, 0, 512, 512),
                                   description="x0, y0, x1, y1 in footage pixels (top left 0, 0)")
+    face_track: StringProperty(
+        name="Track", description="The Movie Clip track whose pattern area is the face region on "
+                                  "each frame (frames it was not tracked on take its box "
+                                  "interpolated); it does not also become a marker")
     lens_source: EnumProperty(
         name="Lens", default="ESTIMATE",
         items=(("ESTIMATE", "Estimate", "The network estimates the focal length (a face alone "
@@ -115,7 +122,10 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
 
 
 def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
-    region = {"AUTO": "auto", "FULL": "full"}.get(s.face_region, tuple(s.face_box))
+    """The settings as the core takes them. A Track face region is left "auto" here: its boxes
+    come from the clip (`reconstruct.start_job`, `clip_region.track_region`)."""
+    region = {"AUTO": "auto", "FULL": "full", "TRACK": "auto"}.get(s.face_region,
+                                                                   tuple(s.face_box))
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=s.resolution - s.resolution % 14,
                                   window=s.window, overlap=1 if s.window > 1 else 0,

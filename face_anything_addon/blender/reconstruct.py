@@ -12,7 +12,7 @@ from ..core.capture_run import DEFAULT_MODEL
 from ..core.contract import ContractError, describe_model
 from ..core.errors import FootageError
 from ..core.lens_distortion import MODELS, LensDistortion
-from . import clip_picks, preferences, result, vertex_markers
+from . import clip_picks, clip_region, preferences, result, vertex_markers
 from .footage import footage_from_clip, open_footage
 from .job import JobStatus, ReconstructJob, capture_path
 from .properties import capture_settings, frame_range, known_distortion
@@ -125,8 +125,18 @@ def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
             raise FootageError("Lens: a Known lens's distortion is for footage files; for a "
                                "Movie Clip, set it in the Movie Clip Editor (Track > Camera > "
                                "Lens) and choose Clip's Camera, or set Distortion to None")
+    region_track = ""
+    if settings.face_region == "TRACK":
+        if not isinstance(background, bpy.types.MovieClip):
+            raise FootageError("Face Region: Track follows a track of a Movie Clip; open the "
+                               "footage in the Movie Clip Editor, or choose another face region")
+        region_track = settings.face_track
+        config.pipeline.face_region, region_warnings = clip_region.track_region(
+            background, region_track, footage.frame_numbers, footage.size)
+        warnings += region_warnings
     if isinstance(background, bpy.types.MovieClip) and settings.use_clip_tracks:
-        picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size)
+        picks, left_out = clip_picks.track_picks(background, footage.frame_numbers, footage.size,
+                                                 exclude=region_track)
         warnings += [clip_picks.warning(name, why) for name, why in left_out.items()]
         pick_frames = clip_picks.read_frames(background, {p.frame for p in picks})
         config.pixel_picks = picks

@@ -17,7 +17,7 @@ from .contract import ModelDescription, describe_model
 from .frames import Frame
 from .lens_distortion import LensDistortion, UndistortedFrames
 from .marker_picks import PickResult, pixels_text, resolve_picks
-from .pipeline import Pipeline, PipelineError, PipelineSettings, Progress
+from .pipeline import Pipeline, PipelineError, PipelineSettings, Progress, frame_boxes
 from .session import open_session
 from .solve import CaptureSolver, Markers, SolveSettings
 from .template import Template, TemplateError
@@ -86,17 +86,21 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
         frames = UndistortedFrames(frames, lens)
         pixel_picks = [replace(p, xy=tuple(float(v) for v in lens.undistort(p.xy)))
                        for p in pixel_picks]
+    # a face box drawn on the footage as shot, in the frame the network sees
+    pipeline_settings = replace(settings.pipeline, face_region=undistorted_region(
+        settings.pipeline.face_region, lens))
+    frame_boxes(pipeline_settings.face_region)  # a bad face region fails before the model loads
     model = describe_model(model_path or DEFAULT_MODEL)
     session = open_session(model, settings.provider, settings.cpu_threads)
     if on_session:
         on_session(session)
-    template = _template(model, settings, as_shot, lens, session)
+    template = _template(model, settings, pipeline_settings, as_shot, lens, session)
     if template is None or cancel.is_set():
         return None
     picks, resolved = dict(settings.marker_picks), None
     if pixel_picks:
         reserved = Markers.from_template(template, settings.solve.marker_count, picks).names
-        resolved = resolve_picks(session, settings.pipeline, pixel_picks,
+        resolved = resolve_picks(session, pipeline_settings, pixel_picks,
                                  pick_frames or {}, template, min_weight=settings.solve.min_weight,
                                  reserved=reserved, cancel=cancel, lens=lens)
         if cancel.is_set():
@@ -108,7 +112,7 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
             on_picks(resolved)
     markers = Markers.from_template(template, settings.solve.marker_count, picks)
     solver = CaptureSolver(template, settings.solve, markers)
-    pipeline = Pipeline(session, settings.pipeline, progress, cancel)
+    pipeline = Pipeline(session, pipeline_settings, progress, cancel)
     for prediction in pipeline.run(frames, frame_count):
         solver.add(prediction)
     if pipeline.cancelled:
@@ -167,8 +171,23 @@ def _fit_progress(progress: Callable[[Progress], None] | None):
     return report
 
 
-def _template(model: ModelDescription, settings: CaptureSettings, frames,
-              lens: LensDistortion | None, session):
+def undistorted_region(face_region, lens: LensDistortion | None):
+    """A face region drawn on the footage as shot (one box, or a box per frame: `Pipeline`'s
+    `face_region`), as the boxes bounding it in the frame `lens` undistorts; "auto" and "full"
+    as they are."""
+    if lens is None or isinstance(face_region, str):
+        return face_region
+    rows = np.asarray(face_region, np.float64)
+    if rows.shape == (4,):
+        return tuple(float(v) for v in lens.undistort_boxes(rows))
+    if rows.ndim != 2 or rows.shape[1] != 5:
+        return face_region  # not a region: the pipeline says what is wrong with it
+    boxes = lens.undistort_boxes(rows[:, 1:])
+    return tuple((int(n), *(float(v) for v in box)) for n, box in zip(rows[:, 0], boxes))
+
+
+def _template(model: ModelDescription, settings: CaptureSettings,
+              pipeline_settings: PipelineSettings, frames, lens: LensDistortion | None, session):
     """The bundled template, or a grid over the reference frame's face: `frames` as shot, the
     reference frame undistorted by `lens` (only it, and only its face crop's pixels)."""
     if settings.mesh in ("AUTO", "TEMPLATE"):
@@ -186,7 +205,7 @@ def _template(model: ModelDescription, settings: CaptureSettings, frames,
             break
     if chosen is None:
         raise PipelineError(f"reference frame {wanted} is not in the footage")
-    reference = PipelineSettings(**{**asdict(settings.pipeline), "window": 1, "overlap": 0})
+    reference = replace(pipeline_settings, window=1, overlap=0)
     pipe = Pipeline(session, reference)
     (prediction,) = list(pipe.run([chosen] if lens is None else
                                   UndistortedFrames([chosen], lens), 1))

@@ -47,7 +47,9 @@ class PipelineSettings:
     resolution: int = 0  # longest side of the model input; 0: the model's preferred input_size
     window: int = 1  # frames per window, 1 .. the model's max_window
     overlap: int = 1  # frames shared by consecutive windows (window > 1 only)
-    face_region: str | tuple = "auto"  # "auto" | "full" | (x0, y0, x1, y1) in footage pixels
+    # "auto" | "full" | a box (x0, y0, x1, y1) in footage pixels | a box per frame,
+    # ((frame number, x0, y0, x1, y1), ...) for every frame (a followed track: `frame_boxes`)
+    face_region: str | tuple = "auto"
     box_margin: float = 0.35  # auto box grown by this fraction of its size on each side
     box_smoothing: float = 4.0  # sigma, in frames, of the zero-lag smoothing of auto boxes
     detect_resolution: int = 224  # longest side of the detection pass
@@ -162,6 +164,61 @@ def _check_size(frame: Frame, first: tuple[int, int] | None) -> tuple[int, int]:
                             f"footage started at {first[0]} x {first[1]}: all frames must "
                             f"share one size")
     return frame.size
+
+
+def frame_boxes(face_region) -> dict[int, np.ndarray] | None:
+    """The boxes of a face region given per frame, ((frame, x0, y0, x1, y1), ...), as
+    {frame number: box}; None for any other face region ("auto", "full", one box). A
+    PipelineError for a face region of no known form, a box that is empty or not finite, or a
+    frame given twice."""
+    if isinstance(face_region, str):
+        if face_region in ("auto", "full"):
+            return None
+        raise PipelineError(f"face region {face_region!r}: use 'auto', 'full', a box (x0, y0, "
+                            f"x1, y1) or a box per frame ((frame, x0, y0, x1, y1), ...)")
+    try:
+        rows = np.asarray(face_region, np.float64)
+    except (TypeError, ValueError):
+        rows = np.zeros((0, 0))
+    if rows.shape == (4,):
+        rows, per_frame = rows[None], False
+    elif rows.ndim == 2 and rows.shape[1] == 5 and len(rows):
+        rows, per_frame = rows[:, 1:], True
+        numbers = np.asarray(face_region, np.float64)[:, 0]
+    else:
+        raise PipelineError(f"face region {face_region!r}: a box is 4 numbers (x0, y0, x1, y1) "
+                            f"in footage pixels; a box per frame is 5 (frame, x0, y0, x1, y1)")
+    bad = ~(np.isfinite(rows).all(1) & (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1]))
+    if bad.any():
+        where = f" on frame {numbers[bad][0]:g}" if per_frame else ""
+        raise PipelineError(f"face box {tuple(rows[bad][0].tolist())}{where} is empty: give (x0, "
+                            f"y0, x1, y1) with x1 > x0 and y1 > y0, in footage pixels")
+    if not per_frame:
+        return None
+    if len(np.unique(numbers)) != len(numbers) or not np.all(numbers == np.round(numbers)):
+        raise PipelineError("a face region given per frame needs one box per whole frame "
+                            "number, each frame once")
+    return {int(n): box for n, box in zip(numbers, rows)}
+
+
+def boxes_on_frames(known, numbers) -> tuple[tuple, int]:
+    """A face region given per frame (`frame_boxes`) for every frame of `numbers`, from boxes
+    known on some of them ({frame number: (x0, y0, x1, y1)}, e.g. where a track was tracked):
+    frames between take the box interpolated linearly, frames before the first and after the
+    last hold its box. Returns (region, how many frames were filled in); ValueError when no box
+    is known on any of `numbers`."""
+    numbers = sorted({int(n) for n in numbers})
+    index = {n: i for i, n in enumerate(numbers)}
+    boxes = np.full((len(numbers), 4), np.nan)
+    for n, box in known.items():
+        if int(n) in index:
+            boxes[index[int(n)]] = box
+    found = ~np.isnan(boxes).any(1)
+    if not found.any():
+        raise ValueError("no box on any of the frames")
+    filled = smooth_boxes(boxes, 0.0)  # fills the gaps; no smoothing of what was given
+    return tuple((n, *(float(v) for v in box)) for n, box in zip(numbers, filled)), \
+        int((~found).sum())
 
 
 def grow_box(box, margin: float) -> np.ndarray:
@@ -284,6 +341,7 @@ class Pipeline:
                                 f"model (got {s.window})")
         if s.window > 1 and not 0 <= s.overlap < s.window:
             raise PipelineError(f"window overlap must be 0 to {s.window - 1} (got {s.overlap})")
+        self._frame_boxes = frame_boxes(s.face_region)  # checks every form of face region
 
     # ---------------------------------------------------------------- sizes and crops
 
@@ -390,8 +448,9 @@ class Pipeline:
         return {n: grow_box(b, s.box_margin) for n, b in zip(numbers, boxes)}
 
     def _camera_pass(self, frames: Iterable[Frame]) -> None:
-        """With a face box drawn by hand there is no detection pass: the network looks at the
-        first window of whole frames (at the detection resolution) for the shot camera only."""
+        """With a face box drawn by hand (or given per frame) there is no detection pass: the
+        network looks at the first window of whole frames (at the detection resolution) for
+        the shot camera only."""
         frames, longest = self._whole_frames(frames)
         frames, pixels = crop_reading(frames)
         batch, first_size = _Batch(self.model.max_window), None
@@ -416,28 +475,31 @@ class Pipeline:
     def run(self, frames: Iterable[Frame], total: int = 0) -> Iterator[FramePrediction]:
         s = self.settings
         longest = self._longest()
-        boxes: dict[int, np.ndarray] | None = None
+        boxes: dict[int, np.ndarray] | None = self._frame_boxes
         if isinstance(s.face_region, str) and s.face_region == "auto":
             boxes = self.detect_boxes(frames, total)
             if self.cancelled:
                 return
-            sizes = np.array([[b[2] - b[0], b[3] - b[1]] for b in boxes.values()])
-            out_size = self._crop_size(*np.median(sizes, axis=0), longest)
         elif isinstance(s.face_region, str) and s.face_region == "full":
             out_size = None
-        else:
+        elif boxes is None:
             x0, y0, x1, y1 = map(float, s.face_region)
-            if x1 <= x0 or y1 <= y0:
-                raise PipelineError(f"face box {s.face_region} is empty: give (x0, y0, x1, y1) "
-                                    f"with x1 > x0 and y1 > y0, in footage pixels")
             out_size = self._crop_size(x1 - x0, y1 - y0, longest)
-            if s.shot_focal and s.camera_from_whole_frames and not s.lens_mm:
-                self._camera_pass(frames)
-                if self.cancelled:
-                    return
+        if boxes is not None:  # one crop size for the shot: the boxes' median size
+            sizes = np.array([[b[2] - b[0], b[3] - b[1]] for b in boxes.values()])
+            out_size = self._crop_size(*np.median(sizes, axis=0), longest)
+        if (not isinstance(s.face_region, str) and s.shot_focal and s.camera_from_whole_frames
+                and not s.lens_mm):
+            self._camera_pass(frames)
+            if self.cancelled:
+                return
 
         def crop_of(frame: Frame) -> Crop:
             if boxes is not None:
+                if frame.number not in boxes:
+                    raise PipelineError(f"the face region has no box for frame {frame.number}: "
+                                        "a face region given per frame needs a box on every "
+                                        "frame being captured")
                 return crop_for_box(boxes[frame.number], *out_size)
             if out_size is None:
                 return self._whole_frame(frame.size, longest)

@@ -22,6 +22,9 @@ class _Layout:
     def prop(self, data, name, index=None, text=None, **_):
         self.drawn.append(name if index is None else f"{name}[{index}] {text}")
 
+    def prop_search(self, data, name, search_data, search_name, **_):
+        self.drawn.append(f"{name} in {search_name}")
+
     def label(self, text="", **_):
         self.drawn.append(f"label: {text}")
 
@@ -102,3 +105,21 @@ def test_a_known_lens_shows_its_optical_center_and_distortion_and_reaches_the_ca
     s.lens_source = "ESTIMATE"  # the fields keep their values but describe no lens
     assert props.known_distortion(s, (640, 480)) is None
     assert props.capture_settings(s, None).pipeline.principal_px is None
+
+
+def test_a_track_face_region_picks_one_of_the_clip_s_tracks(addon_from_source, empty_file,
+                                                            tmp_path):
+    panels = importlib.import_module(addon_from_source.__name__ + ".blender.panels")
+    props = importlib.import_module(addon_from_source.__name__ + ".blender.properties")
+    image = bpy.data.images.new("frame", 32, 24)
+    image.filepath_raw, image.file_format = str(tmp_path / "frame_0001.png"), "PNG"
+    image.save()
+    clip = bpy.data.movieclips.load(str(tmp_path / "frame_0001.png"))
+    settings = bpy.context.scene.face_anything
+    settings.face_region = "TRACK"
+    assert "face_track in tracks" in drawn(panels, clip)
+    assert "label: Needs footage from the Movie Clip Editor" in drawn(panels)  # 3D Viewport
+    # the boxes come from the clip when the job starts (reconstruct.start_job)
+    assert props.capture_settings(settings, None).pipeline.face_region == "auto"
+    settings.face_region = "BOX"
+    assert "face_box" in drawn(panels, clip) and "face_track in tracks" not in drawn(panels, clip)

@@ -254,6 +254,40 @@ def test_command_line(sequence, model, tmp_path, capsys):
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2
 
 
+def test_command_line_follows_face_boxes_from_a_csv_file(sequence, model, tmp_path, capsys):
+    """--face-region FILE.csv: a box per frame (from another tracker); frames without one take
+    it interpolated. The tiny model predicts its input's centre as the principal point, so each
+    frame's intrinsics show the centre of its crop."""
+    from face_anything_addon import cli
+
+    def centre(frame):  # footage_helpers.textured_disc
+        return 40.0 + 2 * frame, 36.0
+
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("frame,x0,y0,x1,y1\n" + "".join(
+        f"{f},{centre(f)[0] - 24},{12},{centre(f)[0] + 24},{60}\n" for f in (1, 2, 3, 5, 6)))
+    out = tmp_path / "out"
+    code = cli.main([str(sequence), "-o", str(out), "--model", str(model), "--resolution", "84",
+                     "--provider", "CPU", "--name", "shot", "--face-region", str(boxes)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "1 of 6 frames have no box" in err
+    capture = Capture.load(out / "shot.capture.npz")
+    np.testing.assert_allclose(capture.intrinsics[:, 0, 2],
+                               [centre(f)[0] for f in capture.frame_numbers], atol=0.5)
+    np.testing.assert_allclose(capture.intrinsics[:, 1, 2], 36.0, atol=0.5)
+    for text, said in (("1,10,10,5,20\n", "line 1 ('1,10,10,5,20')"),
+                       ("frame,x0,y0,x1,y1\n1,0,0,9,9\n1,0,0,9,9\n", "line 3"),
+                       ("", "no boxes in it"), ("40,0,0,9,9\n", "no box on the frames being "
+                                                              "captured (1-6)")):
+        boxes.write_text(text)
+        assert cli.main([str(sequence), "-o", str(out), "--face-region", str(boxes)]) == 2
+        assert said in capsys.readouterr().err
+    assert cli.main([str(sequence), "-o", str(out), "--face-region",
+                     str(tmp_path / "none.csv")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+
+
 def test_command_line_undoes_a_lens_s_distortion(sequence, model, tmp_path, capsys):
     from face_anything_addon import cli
     from face_anything_addon.core.lens_distortion import footage_xy

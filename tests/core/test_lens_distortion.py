@@ -5,7 +5,8 @@ Blender's own undistortion is the reference in tests/blender/test_clip_distortio
 import numpy as np
 import pytest
 
-from face_anything_addon.core.capture_run import CaptureSettings, run_capture
+from face_anything_addon.core.capture_run import (CaptureSettings, run_capture,
+                                                   undistorted_region)
 from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.frames import Frame
 from face_anything_addon.core.lens_distortion import (
@@ -245,14 +246,51 @@ def test_the_pipeline_undistorts_only_the_pixels_its_crops_read(model, monkeypat
     assert len(made) == 3 and max(h * w for h, w in made) < 0.4 * SIZE[0] * SIZE[1]
 
 
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_box_on_the_footage_as_shot_is_bounded_in_the_undistorted_frame(model):
+    """A face box drawn on distorted footage -> the box bounding its outline undistorted (its
+    edges bend): within a tenth of a pixel of a densely sampled outline's bounds."""
+    lp = lens(model)
+    boxes = np.array([[50.0, 30.0, 110.0, 90.0], [2.0, 3.0, 158.0, 117.0]])
+    got = lp.undistort_boxes(boxes)
+    t = np.linspace(0, 1, 400)
+    for box, out in zip(boxes, got):
+        x0, y0, x1, y1 = box
+        outline = np.concatenate([np.stack([x0 + (x1 - x0) * t, np.full_like(t, y)], -1)
+                                  for y in (y0, y1)] +
+                                 [np.stack([np.full_like(t, x), y0 + (y1 - y0) * t], -1)
+                                  for x in (x0, x1)])
+        q = lp.undistort(outline)
+        np.testing.assert_allclose(out, [*q.min(0), *q.max(0)], atol=0.1)
+    assert np.abs(got[1] - boxes[1]).max() > 2  # the lens does move the frame's edge
+    np.testing.assert_allclose(lp.undistort_boxes(boxes[0]), got[0])  # one box alone
+    flat = LensDistortion("POLYNOMIAL", (0.0, 0.0, 0.0), 150.0, (83.0, 57.0), SIZE)
+    np.testing.assert_allclose(flat.undistort_boxes(boxes), boxes, atol=1e-6)
+
+
+def test_a_face_region_drawn_as_shot_is_taken_into_the_undistorted_frame():
+    lp = lens("BROWN")
+    box = (50.0, 30.0, 110.0, 90.0)
+    per_frame = ((4, *box), (5, 52.0, 30.0, 112.0, 90.0))
+    assert undistorted_region("auto", lp) == "auto" and undistorted_region(box, None) == box
+    np.testing.assert_allclose(undistorted_region(box, lp), lp.undistort_boxes(box))
+    moved = undistorted_region(per_frame, lp)
+    assert [row[0] for row in moved] == [4, 5] and all(isinstance(r[0], int) for r in moved)
+    np.testing.assert_allclose([row[1:] for row in moved],
+                               lp.undistort_boxes([row[1:] for row in per_frame]))
+
+
+@pytest.mark.parametrize("region", [(50.0, 30.0, 110.0, 90.0),
+                                    tuple((i, 50.0, 30.0, 110.0, 90.0) for i in (1, 2, 3))])
 def test_a_capture_undistorts_no_whole_frame_for_a_face_box_and_a_reference_mesh(model,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch,
+                                                                                  region):
     """The reference frame of a grid mesh is undistorted alone (not the frames before it), so
-    is a pick's frame, and every pass reads face crops only."""
+    is a pick's frame, and every pass reads face crops only (one box, or a box per frame)."""
     lp = lens("POLYNOMIAL")
     frames = [Frame(i, shot_through(lp)) for i in (1, 2, 3)]
     settings = CaptureSettings(
-        pipeline=PipelineSettings(face_region=(50.0, 30.0, 110.0, 90.0), resolution=28,
+        pipeline=PipelineSettings(face_region=region, resolution=28,
                                   window=2, overlap=1, camera_from_whole_frames=False),
         solve=SolveSettings(max_residual=0.03), provider="CPU", grid_vertices=200,
         mesh="REFERENCE", reference_frame=3, lens_distortion=lp,

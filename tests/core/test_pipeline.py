@@ -11,7 +11,7 @@ from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.frames import Frame, from_blender_pixels
 from face_anything_addon.core.preprocess import reduction_factor, resample
 from face_anything_addon.core.pipeline import (
-    Pipeline, PipelineError, PipelineSettings, smooth_boxes)
+    Pipeline, PipelineError, PipelineSettings, frame_boxes, smooth_boxes)
 from face_anything_addon.core.session import open_session
 from tests.contract_models import contract_metadata, make_model
 
@@ -59,6 +59,61 @@ def test_user_box_crop(tmp_path):
     with pytest.raises(PipelineError, match="face box .* is empty"):
         list(Pipeline(pipe.session, PipelineSettings(face_region=(50, 50, 40, 60))).run(
             disc_footage([1])))
+
+
+def followed(numbers, speed=3.0, half=20.0):
+    """A box per frame around the disc of `disc_footage(numbers, speed=speed)`, as a followed
+    track gives them: ((frame, x0, y0, x1, y1), ...)."""
+    return tuple((n, 50 + speed * i - half, 60 - half, 50 + speed * i + half, 60 + half)
+                 for i, n in enumerate(numbers))
+
+
+def test_a_box_per_frame_is_each_frames_crop(tmp_path):
+    """A face region given per frame (a followed track): every frame is cropped to its own box,
+    without a detection pass; the camera comes from whole frames as for one box."""
+    numbers = [3, 4, 5, 6, 7, 9]
+    frames = disc_footage(numbers)
+    region = followed(numbers)
+    seen = []
+    pipe = Pipeline(session_for(tmp_path, mask=True),
+                    PipelineSettings(face_region=region, resolution=28, window=2, overlap=1),
+                    progress=seen.append)
+    preds = list(pipe.run(frames, total=len(numbers)))
+    assert [p.number for p in preds] == numbers
+    for p, row in zip(preds, region):
+        np.testing.assert_allclose(p.crop.box, row[1:])
+        assert (p.crop.out_w, p.crop.out_h) == (28, 28)
+        # the disc is in the middle of every crop: the tiny model's mask says so
+        assert p.mask[14, 14] > 0.5 and p.mask[1, 1] < 0.5
+    assert {s.phase for s in seen} == {"predict"}  # no detection pass
+    np.testing.assert_allclose(pipe.shot_intrinsics()[0], [160, 0, 80], rtol=0.02)
+    # boxes of changing size: one crop size for the shot (their median), each box kept
+    sized = tuple((n, x0 - i, y0 - i, x1 + i, y1 + i) for i, (n, x0, y0, x1, y1) in
+                  enumerate(region))
+    preds = list(Pipeline(pipe.session, PipelineSettings(face_region=sized, resolution=28))
+                 .run(frames))
+    for p, row in zip(preds, sized):
+        np.testing.assert_allclose(p.crop.box, row[1:])
+        assert (p.crop.out_w, p.crop.out_h) == (28, 28)
+
+
+def test_a_box_per_frame_must_cover_every_frame_and_make_sense(tmp_path):
+    session = session_for(tmp_path)
+    region = followed([1, 2, 4])
+    with pytest.raises(PipelineError, match="no box for frame 3"):
+        list(Pipeline(session, PipelineSettings(face_region=region)).run(disc_footage([1, 2, 3])))
+    bad = {
+        "on frame 2 is empty": region[:1] + ((2, 40, 40, 30, 50),),
+        "each frame once": region + (region[0],),
+        "whole frame number": ((1.5, 0, 0, 10, 10),),
+        "is 4 numbers": ((1, 0, 0, 10),),
+        "'middle'": "middle",
+    }
+    for message, face_region in bad.items():
+        with pytest.raises(PipelineError, match=message):
+            Pipeline(session, PipelineSettings(face_region=face_region))
+    assert frame_boxes("auto") is None and frame_boxes((1, 2, 3, 4)) is None
+    assert sorted(frame_boxes(region)) == [1, 2, 4]
 
 
 def test_auto_face_boxes_follow_the_face_smoothly(tmp_path):
