@@ -272,6 +272,8 @@ def run(args) -> int:
     bar.end()
     if job.status.note:
         print(f"face_anything: note: {job.status.note}", file=sys.stderr)
+    for warning in job.status.warnings:
+        print(f"face_anything: warning: {warning}", file=sys.stderr)
     if job.error is not None:
         code = EXIT_INPUT if isinstance(job.error, (FootageError, ContractError)) else \
             EXIT_CAPTURE

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.capture import Capture
-from ..core.capture_run import CaptureSettings, run_capture
+from ..core.capture_run import CaptureSettings, capture_warnings, run_capture
 from ..core.frame_feed import FeedClosed, FrameFeed
 from ..core.frames import reduced
 from ..core.marker_picks import PickResult
@@ -129,6 +129,7 @@ class ReconstructJob:
         else:
             self.capture = outcome
             self.status.phase, self.status.message = "done", f"{outcome.frame_count} frames solved"
+            self.status.warnings += capture_warnings(outcome)
             if self.picks is not None:
                 self.status.warnings += [clip_picks.warning(name, why)
                                          for name, why in self.picks.rejected.items()]

@@ -14,6 +14,7 @@ import numpy as np
 
 from .capture import Capture
 from .contract import ModelDescription, describe_model
+from .face_components import off_face_warning
 from .frames import Frame
 from .lens_distortion import LensDistortion, UndistortedFrames
 from .marker_picks import PickResult, pixels_text, resolve_picks
@@ -129,7 +130,17 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
         return None
     if resolved is not None:
         capture.settings["marker_picks"] = _on_footage(resolved.record(capture), lens)
+    # per frame: the canonical cells the face in the face region covers (`capture_warnings`)
+    capture.settings["face_cells"] = [int(pipeline.face_cells.get(int(n), 0))
+                                      for n in capture.frame_numbers]
     return capture
+
+
+def capture_warnings(capture) -> list[str]:
+    """Sentences for the user about a finished capture: a face region that looks off the face
+    (`face_components.off_face_warning`)."""
+    warning = off_face_warning((capture.settings or {}).get("face_cells", []))
+    return [warning] if warning else []
 
 
 def _as_placed(resolved: PickResult, placed) -> None:

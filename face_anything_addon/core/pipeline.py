@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .face_components import face_mask, face_pixels
+from .face_components import clean_face, face_pixels
 from .frames import Frame, crop_reading, reduced
 from .preprocess import (Crop, crop_for_box, full_frame_crop, model_input_size, prepare,
                          reduction_factor)
@@ -326,6 +326,8 @@ class Pipeline:
         self._focals: list[np.ndarray] = []  # fx, fy, cx, cy of each predicted frame
         self._whole_focals: list[np.ndarray] = []  # the same on whole frames (see shot_intrinsics)
         self._footage_size: tuple[int, int] | None = None
+        # per predicted frame: the canonical cells its face covers (`face_components.clean_face`)
+        self.face_cells: dict[int, int] = {}
         s = self.settings
         lens = np.array([s.lens_mm, s.sensor_mm], np.float64)
         if not (np.isfinite(lens).all() and lens[0] >= 0 and lens[1] > 0):
@@ -568,15 +570,17 @@ class Pipeline:
                 return
             if following is not None:
                 running = runner.submit(following)
-            if "mask" in out:  # parts of the mask that show no face are not the face
-                out["mask"] = np.stack([face_mask(m, c, s.face_threshold)
-                                        for m, c in zip(out["mask"], out["canonical"])])
             weights = face_weight(out.get("mask"), out["canonical_conf"])
+            faces = [clean_face(w, c, s.face_threshold)
+                     for w, c in zip(weights, out["canonical"])]
+            if "mask" in out:  # parts of the mask that show no face are not the face
+                out["mask"] = weights = np.stack([w for w, _ in faces])
             numbers = [p.number for p in batch.items]
             scale = self._align(scale, previous, numbers, out["depth"], weights)
             for i, prepared in enumerate(batch.items):
                 if prepared.number in previous:
                     continue  # already yielded by the previous window
+                self.face_cells[prepared.number] = faces[i][1]
                 yield self._frame_prediction(prepared, out, i, scale)
                 done += 1
             clock.report(done)

@@ -53,6 +53,26 @@ def test_job_runs_footage_through_a_worker_thread(empty_file, sequence, model):
     xs = np.array([np.median(p[v][:, 0] / p[v][:, 2]) for p, v in zip(cap.positions,
                                                                       cap.visibility)])
     assert np.all(np.diff(xs) > 0), xs
+    # the disc's colour gradient (its canonical map) spans many cells: no off-face warning
+    assert min(cap.settings["face_cells"]) >= 25 and job.status.warnings == []
+
+
+def test_a_face_region_that_shows_little_of_a_face_is_told(empty_file, tmp_path, model):
+    """The graded disc on the first frame (the reference frame of the mesh), then a disc of one
+    colour: the tiny model's face there covers a few canonical cells (its edge blends)."""
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    write_png(folder / "plain_0001.png", textured_disc(1))
+    for i in range(2, 5):
+        rgb = np.full((H, W, 3), 0.05, np.float32)
+        rgb[(xx - 40 - 2 * i) ** 2 + (yy - 36) ** 2 < 22 ** 2] = 0.7
+        write_png(folder / f"plain_{i:04d}.png", rgb)
+    job = ReconstructJob(open_footage(folder), settings(face_region=(10, 5, 90, 70)), model)
+    cap = job.run()
+    assert cap.settings["face_cells"][0] >= 25 and max(cap.settings["face_cells"][1:]) < 10
+    (warning,) = job.status.warnings
+    assert warning.startswith("On 3 of 4 frames the network sees little of a face")
 
 
 def test_the_progress_bar_spans_detection_frames_and_the_expression_fit():

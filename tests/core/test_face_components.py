@@ -6,13 +6,16 @@ from collections import deque
 import numpy as np
 import pytest
 
+from face_anything_addon.core.capture_run import CaptureSettings, capture_warnings, run_capture
 from face_anything_addon.core.contract import describe_model
 from face_anything_addon.core.face_components import (
-    CELLS, MIN_COVERAGE, connected_parts, coverage, face_mask, face_pixels, part_boxes)
+    CELLS, LOW_CELLS, MIN_COVERAGE, clean_face, connected_parts, coverage, face_pixels,
+    off_face_warning, part_boxes)
 from face_anything_addon.core.frames import Frame
 from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
 from face_anything_addon.core.session import open_session
-from tests.contract_models import make_model
+from face_anything_addon.core.solve import SolveSettings
+from tests.contract_models import contract_metadata, make_model
 
 
 def reference_parts(valid: np.ndarray) -> list[set]:
@@ -146,4 +149,71 @@ def test_predicted_masks_lose_the_parts_that_show_no_face(tmp_path):
         assert (p.mask[int(y0):int(y1), int(x0):int(x1)] == 0.0).all()  # inside the sleeve
     mask = np.array([[0.9, 0.9, 0.2, 0.8]])
     canonical = np.zeros((1, 4, 3), np.float32)
-    assert face_mask(mask, canonical) is mask  # two parts, one cell each: too little to tell
+    assert clean_face(mask, canonical) == (mask, 1)  # two parts, one cell each: too little
+    # to tell
+
+
+def test_clean_face_counts_the_canonical_cells_the_face_covers():
+    face = np.zeros((40, 60), bool)
+    face[5:25, 5:25] = True
+    sleeve = np.zeros_like(face)
+    sleeve[20:38, 35:58] = True
+    canonical = np.zeros((40, 60, 3), np.float32)
+    grid = np.linspace(-0.99, 0.99, 20)
+    canonical[5:25, 5:25, 0] = grid[None, :]
+    canonical[5:25, 5:25, 1] = grid[:, None]  # the face spans 8 x 8 cells, the sleeve one
+    weight = np.where(face | sleeve, 0.9, 0.1).astype(np.float32)
+    cleaned, cells = clean_face(weight, canonical)
+    assert cells == CELLS * CELLS
+    assert (cleaned[sleeve] == 0).all() and (cleaned[face] == 0.9).all()
+    nothing = np.full((40, 60), 0.1, np.float32)
+    assert clean_face(nothing, canonical) == (nothing, 0)
+
+
+def test_a_shot_whose_face_region_shows_little_of_a_face_is_told():
+    assert off_face_warning([]) is None
+    assert off_face_warning([71, 16, 60]) is None  # one frame of three: a small face, a blink
+    assert off_face_warning([16, 10, 60, 70]) is None  # half
+    warning = off_face_warning([16, 12, 60])
+    assert warning.startswith("On 2 of 3 frames the network sees little of a face in the "
+                              "face region")
+    assert f"a median of 16 of the {CELLS ** 3} canonical cells" in warning
+    assert f"a face shows {LOW_CELLS} or more" in warning and "box or a track" in warning
+
+
+def graded_disc(number: int, spread: float) -> Frame:
+    """A disc whose colour gradient, the tiny model's canonical map, spans `spread` of the
+    canonical cube across it (1: about 8 x 8 cells; 0.1: about one)."""
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    u, v = (xx - 80) / 30, (yy - 60) / 30
+    img = np.full((h, w, 3), 0.1, np.float32)
+    disc = u ** 2 + v ** 2 < 1
+    colour = np.stack([0.5 + 0.2 * spread * u, 0.5 + 0.2 * spread * v, np.full_like(u, 0.75)], -1)
+    img[disc] = colour[disc]
+    return Frame(number, img)
+
+
+def test_a_capture_records_the_face_s_cells_and_warns_off_the_face(tmp_path):
+    """A disc graded over many canonical cells is a face to the tiny model; on the frames where
+    it is nearly one colour (a network "finding" a face on a plain object) the face covers a few
+    cells, and when that is most of the shot the finished capture says so."""
+    model = make_model(tmp_path / "m.onnx", mask=True,
+                       metadata=contract_metadata(canonical_space="no-such-bundled-space"))
+    settings = CaptureSettings(pipeline=PipelineSettings(face_region="full", resolution=84),
+                               solve=SolveSettings(max_residual=0.5), provider="CPU",
+                               grid_vertices=200, mesh="REFERENCE", reference_frame=1)
+
+    def capture(spreads):
+        frames = [graded_disc(i + 1, spread) for i, spread in enumerate(spreads)]
+        return run_capture(frames, footage_name="disc", footage_size=(160, 120), fps=25,
+                           frame_count=len(frames), model_path=model, settings=settings)
+
+    face = capture([1.0, 1.0, 0.1, 1.0])
+    cells = face.settings["face_cells"]
+    assert len(cells) == 4 and min(cells[:2] + cells[3:]) >= LOW_CELLS and cells[2] < 10
+    assert capture_warnings(face) == []  # one plain frame of four
+    plain = capture([1.0, 0.1, 0.1, 0.1])
+    assert plain.settings["face_cells"][1:] == cells[2:3] * 3
+    (warning,) = capture_warnings(plain)
+    assert warning.startswith("On 3 of 4 frames") and "may be off the face" in warning
