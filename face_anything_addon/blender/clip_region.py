@@ -75,3 +75,16 @@ def track_region(clip: bpy.types.MovieClip, name: str, frame_numbers,
     warnings = [f"Face Region: the track '{name}' has no enabled marker on {missing} of "
                 f"{len(numbers)} frames; its box is interpolated there"] if missing else []
     return region, warnings
+
+
+def box_text(clip: bpy.types.MovieClip, name: str, frame: int) -> str:
+    """What the panel says about the track's face box on the clip's frame `frame`."""
+    found = [track for track in clip_tracks(clip) if track.name == name]
+    if len(found) != 1:
+        return "Choose the track whose pattern area covers the face" if not found else \
+            f"{len(found)} tracks are named '{name}': rename all but one"
+    marker = found[0].markers.find_frame(frame)
+    if marker is None or marker.mute:
+        return f"Frame {frame}: not tracked, the box is interpolated"
+    x0, y0, x1, y1 = marker_box(marker, tuple(clip.size))
+    return f"Frame {frame}: box {x1 - x0:.0f} x {y1 - y0:.0f} px at {x0:.0f}, {y0:.0f}"

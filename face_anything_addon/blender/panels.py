@@ -7,6 +7,7 @@ import bpy
 
 from ..core.lens_distortion import MODELS
 from ..core.runtime_info import runtime_info
+from . import clip_region
 from .clip_picks import track_count
 from .properties import coefficient_label
 from .reconstruct import CURRENT, distortion_coefficients, square_pixels
@@ -62,6 +63,10 @@ class _FaceAnythingPanel:
                 col.label(text="Needs footage from the Movie Clip Editor", icon="ERROR")
             else:
                 col.prop_search(settings, "face_track", clip.tracking, "tracks")
+                user = getattr(context.space_data, "clip_user", None)
+                frame = user.frame_current if user is not None else clip.frame_start
+                col.label(text=clip_region.box_text(clip, settings.face_track, frame),
+                          icon="TRACKER")
         col.prop(settings, "lens_source")
         if settings.lens_source == "KNOWN":
             row = col.row(align=True)

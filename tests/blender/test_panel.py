@@ -118,6 +118,16 @@ def test_a_track_face_region_picks_one_of_the_clip_s_tracks(addon_from_source, e
     settings = bpy.context.scene.face_anything
     settings.face_region = "TRACK"
     assert "face_track in tracks" in drawn(panels, clip)
+    assert "label: Choose the track whose pattern area covers the face" in drawn(panels, clip)
+    # the chosen track's box on the clip's frame shown (here: frame 1, the clip's start)
+    track = clip.tracking.tracks.new(name="face", frame=1)
+    track.markers.find_frame(1).co = (0.5, 0.5)
+    track.markers.find_frame(1).pattern_corners = ((-0.25, -0.25), (0.25, -0.25), (0.25, 0.25),
+                                                   (-0.25, 0.25))
+    settings.face_track = "face"
+    assert "label: Frame 1: box 16 x 12 px at 8, 6" in drawn(panels, clip)
+    track.markers.find_frame(1).mute = True
+    assert "label: Frame 1: not tracked, the box is interpolated" in drawn(panels, clip)
     assert "label: Needs footage from the Movie Clip Editor" in drawn(panels)  # 3D Viewport
     # the boxes come from the clip when the job starts (reconstruct.start_job)
     assert props.capture_settings(settings, None).pipeline.face_region == "auto"
