@@ -308,9 +308,10 @@ class CapturePredictor(OnnxPredictor):
     A clip where the capture finds no face (the add-on stops and asks for a face box) is
     scored from the whole-frame outputs and counted in `no_face`."""
 
-    def __init__(self, path: Path, threads: int = 0, plain: bool = False):
+    def __init__(self, path: Path, threads: int = 0, plain: bool = False, window: int = 0):
         super().__init__(path, threads, plain)
         self.no_face = 0
+        self.window = window  # frames per window (0: the whole clip, up to the model's maximum)
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         from face_anything_addon.core.frames import Frame
@@ -319,7 +320,9 @@ class CapturePredictor(OnnxPredictor):
         s, _, h, w = images.shape
         frames = [Frame(i, np.ascontiguousarray(images[i].transpose(1, 2, 0), np.float32))
                   for i in range(s)]
-        settings = PipelineSettings(window=min(s, self.desc.max_window), pipelined=False)
+        window = min(self.window or s, s, self.desc.max_window)
+        settings = PipelineSettings(window=window, overlap=1 if window > 1 else 0,
+                                    pipelined=False)
         t0 = time.perf_counter()
         pipeline = Pipeline(self.session, settings)
         try:
@@ -561,6 +564,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--capture", action="store_true",
                    help="also score each model as the add-on's capture runs it: face found on "
                         "the whole frame, then predicted on the face crop (CapturePredictor)")
+    p.add_argument("--capture-window", type=int, default=0, metavar="S",
+                   help="frames per window of the capture (consecutive windows share a frame, "
+                        "as in the add-on; default 0: the whole clip is one window)")
     p.add_argument("--floor", type=int, action="append", default=[], metavar="SIDE",
                    help="also score the truth taken to SIDE x SIDE pixels and back: the best "
                         "any model of that input size can score (repeatable)")
@@ -595,7 +601,7 @@ def main(argv: list[str] | None = None) -> None:
         r["fps"] = pred.frames / max(pred.seconds, 1e-9)
         results[path.name] = r
         if a.capture:
-            pred = CapturePredictor(path, a.threads, a.plain_upsampling)
+            pred = CapturePredictor(path, a.threads, a.plain_upsampling, a.capture_window)
             r = evaluate(pred, windows, pred.desc.metric)
             r["fps"] = pred.frames / max(pred.seconds, 1e-9)
             r["no_face"] = pred.no_face / max(len(windows), 1)

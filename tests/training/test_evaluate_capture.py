@@ -117,3 +117,23 @@ def test_the_validation_picture_draws_input_mask_and_both_depths(model, tmp_path
     assert truth[y0 + 2, x0 + 5] > truth[y1 - 3, x0 + 5]  # the nearer top is brighter
     agree = row[:, SIZE:2 * SIZE]
     assert (agree[y0 + 5, x0 + 5] > 0).any()  # the test model's mask covers the bright face
+
+
+def test_the_capture_window_sets_the_frames_the_network_sees_together(tmp_path):
+    """`--capture-window 1` scores the add-on's default (each frame alone); the default scores
+    the whole clip as one window. The drift model's depth is the plain model's times
+    exp(0.5 x the mean of its window's input): one factor per frame alone, one for both frames
+    together (the second frame's background is brighter, so their means differ)."""
+    images = frames(shift=0)
+    images[1][images[1] < 0.2] = 0.3
+    plain = make_model(tmp_path / "plain.onnx", mask=True)
+    drift = make_model(tmp_path / "drift.onnx", mask=True, window_drift=0.5)
+    ref = CapturePredictor(plain, threads=1)(images)["depth"]
+    face = ref > 0
+    for window, same in ((1, False), (0, True)):
+        ratio = CapturePredictor(drift, threads=1, window=window)(images)["depth"] / \
+            np.where(face, ref, 1.0)
+        factors = [np.median(ratio[i][face[i]]) for i in range(2)]
+        for i in range(2):
+            np.testing.assert_allclose(ratio[i][face[i]], factors[i], rtol=1e-4)
+        assert np.isclose(factors[0], factors[1], rtol=1e-4) == same, factors
