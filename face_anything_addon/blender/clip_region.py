@@ -6,7 +6,9 @@ an object for the face) the face box can be drawn and followed with Blender's ow
 a tracking marker on the face (Ctrl+click in the Movie Clip Editor), drag the corners of its
 pattern area (the inner box) out to the face's edges, and track it (Ctrl+T; an affine or
 perspective motion model also follows the face's size). At Reconstruct each frame is cropped to
-that frame's pattern area, as to a box drawn by hand (`Pipeline`'s face region per frame).
+that frame's pattern area, as to a box drawn by hand (`Pipeline`'s face region per frame). A
+marker placed on one frame and not tracked is one box for the whole shot: a face box drawn with
+the mouse.
 
 - the box on a frame: the bounds of the pattern's four corners (`marker.co` plus
   `marker.pattern_corners`, both normalised to the frame, y up) in footage pixels
@@ -73,7 +75,8 @@ def track_region(clip: bpy.types.MovieClip, name: str, frame_numbers,
                                "face's edges")
     region, missing = boxes_on_frames(known, numbers)
     warnings = [f"Face Region: the track '{name}' has no enabled marker on {missing} of "
-                f"{len(numbers)} frames; its box is interpolated there"] if missing else []
+                f"{len(numbers)} frames; there its box is interpolated, or held before the first "
+                "and after the last"] if missing else []
     return region, warnings
 
 
@@ -85,6 +88,6 @@ def box_text(clip: bpy.types.MovieClip, name: str, frame: int) -> str:
             f"{len(found)} tracks are named '{name}': rename all but one"
     marker = found[0].markers.find_frame(frame)
     if marker is None or marker.mute:
-        return f"Frame {frame}: not tracked, the box is interpolated"
+        return f"Frame {frame}: not tracked, the box is interpolated or held"
     x0, y0, x1, y1 = marker_box(marker, tuple(clip.size))
     return f"Frame {frame}: box {x1 - x0:.0f} x {y1 - y0:.0f} px at {x0:.0f}, {y0:.0f}"

@@ -67,9 +67,19 @@ def test_frames_the_track_misses_take_the_box_interpolated(clip):
     np.testing.assert_allclose(centres, want, atol=1e-3)
     np.testing.assert_allclose(boxes[:, 2:] - boxes[:, :2], 2 * HALF, atol=1e-3)
     assert warnings == ["Face Region: the track 'face' has no enabled marker on 3 of 6 frames; "
-                        "its box is interpolated there"]
+                        "there its box is interpolated, or held before the first and after "
+                        "the last"]
     _, warnings = clip_region.track_region(clip, "face", [5, 6], (W, H))
     assert warnings == []
+
+
+def test_one_marker_placed_and_not_tracked_is_one_box_for_the_shot(clip):
+    face_track(clip, [3])
+    region, warnings = clip_region.track_region(clip, "face", range(1, 7), (W, H))
+    x, y = disc_centre(3)
+    np.testing.assert_allclose([row[1:] for row in region],
+                               [(x - HALF, y - HALF, x + HALF, y + HALF)] * 6, atol=1e-3)
+    assert "on 5 of 6 frames" in warnings[0]
 
 
 def test_a_track_that_cannot_give_the_face_region_is_refused_with_what_to_do(clip):

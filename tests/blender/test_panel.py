@@ -127,7 +127,7 @@ def test_a_track_face_region_picks_one_of_the_clip_s_tracks(addon_from_source, e
     settings.face_track = "face"
     assert "label: Frame 1: box 16 x 12 px at 8, 6" in drawn(panels, clip)
     track.markers.find_frame(1).mute = True
-    assert "label: Frame 1: not tracked, the box is interpolated" in drawn(panels, clip)
+    assert "label: Frame 1: not tracked, the box is interpolated or held" in drawn(panels, clip)
     assert "label: Needs footage from the Movie Clip Editor" in drawn(panels)  # 3D Viewport
     # the boxes come from the clip when the job starts (reconstruct.start_job)
     assert props.capture_settings(settings, None).pipeline.face_region == "auto"
