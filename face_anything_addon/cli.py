@@ -250,7 +250,8 @@ def run(args) -> int:
                                      f"{footage.frame_numbers[-1]})")
         if missing:
             print(f"face_anything: note: {missing} of {len(footage)} frames have no box in "
-                  f"{args.face_region}; theirs is interpolated", file=sys.stderr)
+                  f"{args.face_region}; theirs is interpolated (held before the first box "
+                  "and after the last)", file=sys.stderr)
     fps = args.fps or 24.0
     name = args.name or footage.name.rsplit(".", 1)[0]
     print(f"face_anything: {footage.name}: {len(footage)} frames, "

@@ -87,10 +87,10 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
         frames = UndistortedFrames(frames, lens)
         pixel_picks = [replace(p, xy=tuple(float(v) for v in lens.undistort(p.xy)))
                        for p in pixel_picks]
+    frame_boxes(settings.pipeline.face_region)  # a bad face region fails before the model loads
     # a face box drawn on the footage as shot, in the frame the network sees
     pipeline_settings = replace(settings.pipeline, face_region=undistorted_region(
         settings.pipeline.face_region, lens))
-    frame_boxes(pipeline_settings.face_region)  # a bad face region fails before the model loads
     model = describe_model(model_path or DEFAULT_MODEL)
     session = open_session(model, settings.provider, settings.cpu_threads)
     if on_session:

@@ -12,7 +12,8 @@ GROW of its size (a forehead cut off by a strand of hair shows little of the fac
 When no part covers MIN_COVERAGE cells (a face a few pixels across) there is too little to tell
 the face by, and every part counts. The pipeline uses it twice: the detection pass's face box is
 the box of the face's parts, and every predicted frame's mask loses its other parts (so the
-solve takes no correspondence from a sleeve in the crop's corner).
+solve takes no correspondence from a sleeve in the crop's corner); the best part's coverage in each
+predicted frame also tells a shot whose face region shows little of a face (`off_face_warning`).
 Everything is vectorised; labelling a 224-pixel mask takes a few milliseconds."""
 from __future__ import annotations
 
