@@ -69,12 +69,17 @@ def parse(argv):
 
 def settings_from(args):
     from .core.capture_run import CaptureSettings
+    from .core.face_boxes import FaceBoxesError, read_face_boxes
     from .core.pipeline import PipelineSettings
     from .core.solve import SolveSettings
 
     region = args.face_region
     if region.lower().endswith(".csv"):
-        region = tuple((n, *box) for n, box in sorted(face_boxes_csv(Path(region)).items()))
+        try:
+            boxes = read_face_boxes(region)
+        except FaceBoxesError as exc:
+            raise ValueError(f"--face-region {exc}") from None
+        region = tuple((n, *box) for n, box in sorted(boxes.items()))
     elif region not in ("auto", "full"):
         try:
             region = tuple(float(v) for v in region.split(","))
@@ -107,31 +112,6 @@ def settings_from(args):
                                   lens_mm=args.lens, sensor_mm=args.sensor,
                                   principal_px=tuple(args.principal) if args.principal else None),
         solve=solve, provider=args.provider, cpu_threads=args.threads, mesh=args.mesh)
-
-
-def face_boxes_csv(path: Path) -> dict[int, tuple[float, float, float, float]]:
-    """A CSV file of face boxes, one line per frame: frame,x0,y0,x1,y1 in footage pixels (top
-    left 0, 0); a first line of names is skipped. ValueError naming the line that is wrong."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"--face-region {path}: cannot read it ({exc})") from None
-    boxes = {}
-    for i, line in enumerate(lines, 1):
-        cells = [c.strip() for c in line.split(",")]
-        if not line.strip() or (i == 1 and cells[0].lower() == "frame"):
-            continue
-        try:
-            frame, *box = (float(c) for c in cells)
-            assert len(box) == 4 and frame == int(frame) and all(map(math.isfinite, box))
-            assert box[2] > box[0] and box[3] > box[1] and int(frame) not in boxes
-        except (ValueError, AssertionError):
-            raise ValueError(f"--face-region {path}, line {i} ({line.strip()!r}): each line is "
-                             "frame,x0,y0,x1,y1 with x1 > x0 and y1 > y0, each frame once")
-        boxes[int(frame)] = tuple(box)
-    if not boxes:
-        raise ValueError(f"--face-region {path}: no boxes in it (lines frame,x0,y0,x1,y1)")
-    return boxes
 
 
 def distortion_spec(text: str) -> tuple[str, tuple[float, ...]]:
@@ -216,6 +196,7 @@ def run(args) -> int:
     from .core.capture_run import DEFAULT_MODEL
     from .core.contract import ContractError, describe_model
     from .core.errors import FootageError
+    from .core.face_boxes import write_face_boxes
     from .core.pipeline import boxes_on_frames
 
     out = Path(args.output)
@@ -292,8 +273,9 @@ def run(args) -> int:
     abc = export_alembic(bpy.context, collection, out / f"{name}.abc")
     csv = export_markers(capture, out / f"{name}_markers.csv")
     js = export_markers(capture, out / f"{name}_markers.json")
+    boxes = write_face_boxes(capture, out / f"{name}_face_boxes.csv")
     preview = write_preview(capture, footage, out / f"{name}_preview.png")
-    for path in (blend, abc, csv, js, capture_file, preview):
+    for path in (blend, abc, csv, js, boxes, capture_file, preview):
         print(f"face_anything: wrote {path}", file=sys.stderr)
     return EXIT_OK
 

@@ -122,6 +122,15 @@ class LensDistortion:
         """Boxes (..., 4: x0, y0, x1, y1) on the footage as shot -> the boxes bounding them in
         the undistorted frame (each outline sampled at `samples` points a side: a straight edge
         comes out bent). A box the model cannot map anywhere stays as it is."""
+        return self._bound_boxes(boxes, self.undistort, samples)
+
+    def distort_boxes(self, boxes, samples: int = 9) -> np.ndarray:
+        """Boxes (..., 4) of the undistorted frame -> the boxes bounding them on the footage as
+        shot (as `undistort_boxes`, the other way)."""
+        return self._bound_boxes(boxes, self.distort, samples)
+
+    @staticmethod
+    def _bound_boxes(boxes, fn, samples: int) -> np.ndarray:
         b = np.asarray(boxes, np.float64)
         t = np.linspace(0.0, 1.0, samples)
         x0, y0, x1, y1 = (b[..., i, None] for i in range(4))
@@ -131,7 +140,7 @@ class LensDistortion:
         ys = np.concatenate([np.broadcast_to(y0, y0.shape[:-1] + (samples,)),
                              np.broadcast_to(y1, y1.shape[:-1] + (samples,)),
                              y0 + (y1 - y0) * t, y0 + (y1 - y0) * t], -1)
-        outline = self.undistort(np.stack([xs, ys], -1))
+        outline = fn(np.stack([xs, ys], -1))
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-nan outlines: kept below
             out = np.concatenate([np.nanmin(outline, -2), np.nanmax(outline, -2)], -1)

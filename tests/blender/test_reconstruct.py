@@ -296,6 +296,22 @@ def test_command_line_follows_face_boxes_from_a_csv_file(sequence, model, tmp_pa
     np.testing.assert_allclose(capture.intrinsics[:, 0, 2],
                                [centre(f)[0] for f in capture.frame_numbers], atol=0.5)
     np.testing.assert_allclose(capture.intrinsics[:, 1, 2], 36.0, atol=0.5)
+    # the capture writes the boxes the network saw in the same form: run again from them
+    from face_anything_addon.core.face_boxes import read_face_boxes
+    written = read_face_boxes(out / "shot_face_boxes.csv")
+    assert sorted(written) == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([written[n] for n in sorted(written)],
+                               capture.settings["face_boxes"], atol=1e-3)
+    np.testing.assert_allclose(written[4], ((centre(3)[0] + centre(5)[0]) / 2 - 24, 12,
+                                            (centre(3)[0] + centre(5)[0]) / 2 + 24, 60),
+                               atol=1e-3)  # frame 4: interpolated
+    again = tmp_path / "again"
+    assert cli.main([str(sequence), "-o", str(again), "--model", str(model), "--resolution",
+                     "84", "--provider", "CPU", "--name", "shot", "--face-region",
+                     str(out / "shot_face_boxes.csv")]) == 0
+    assert "have no box" not in capsys.readouterr().err
+    np.testing.assert_allclose(Capture.load(again / "shot.capture.npz").settings["face_boxes"],
+                               capture.settings["face_boxes"], atol=1e-3)
     for text, said in (("1,10,10,5,20\n", "line 1 ('1,10,10,5,20')"),
                        ("frame,x0,y0,x1,y1\n1,0,0,9,9\n1,0,0,9,9\n", "line 3"),
                        ("", "no boxes in it"), ("40,0,0,9,9\n", "no box on the frames being "

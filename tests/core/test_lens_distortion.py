@@ -411,6 +411,10 @@ def test_a_capture_of_distorted_footage_undoes_the_lens(model):
     assert error(as_is) > 1.0  # about 1.4 px: the lens's bend left in
     assert fixed.settings["lens_distortion"] == lp.record()
     assert "lens_distortion" not in as_is.settings
+    # the face box the network saw (here the whole undistorted frame), on the footage as shot
+    np.testing.assert_allclose(fixed.settings["face_boxes"],
+                               [lp.distort_boxes((0.0, 0.0, *SIZE))] * 3, atol=1e-3)
+    np.testing.assert_allclose(as_is.settings["face_boxes"], [(0.0, 0.0, *SIZE)] * 3, atol=1e-3)
     # the marker from the pick: in the capture's (undistorted) frame it follows the vertex; on
     # the footage as shot (footage_xy) it sits where it was placed
     xy = fixed.marker_xy[1, list(fixed.marker_names).index("brow")]
