@@ -103,9 +103,14 @@ class FramePrediction:
     intrinsics: np.ndarray  # 3 x 3, footage pixels, as predicted for this frame
     mask: np.ndarray | None = None
     depth_scale: float = 1.0  # factor applied to this window's depth by scale alignment
+    # the face weight as the pipeline cleaned it (the parts that show no face at 0:
+    # `face_components.clean_face`); None: from mask / canonical_conf (`face_weight`)
+    weight: np.ndarray | None = None
 
     @property
     def face_weight(self) -> np.ndarray:
+        if self.weight is not None:
+            return self.weight
         return face_weight(self.mask, self.canonical_conf)
 
 
@@ -570,11 +575,13 @@ class Pipeline:
                 return
             if following is not None:
                 running = runner.submit(following)
-            weights = face_weight(out.get("mask"), out["canonical_conf"])
-            faces = [clean_face(w, c, s.face_threshold)
-                     for w, c in zip(weights, out["canonical"])]
-            if "mask" in out:  # parts of the mask that show no face are not the face
-                out["mask"] = weights = np.stack([w for w, _ in faces])
+            faces = [clean_face(w, c, s.face_threshold) for w, c in
+                     zip(face_weight(out.get("mask"), out["canonical_conf"]), out["canonical"])]
+            # parts of the mask (or of a mask-less model's weight) that show no face are not
+            # the face
+            weights = out["weight"] = np.stack([w for w, _ in faces])
+            if "mask" in out:
+                out["mask"] = weights
             numbers = [p.number for p in batch.items]
             scale = self._align(scale, previous, numbers, out["depth"], weights)
             for i, prepared in enumerate(batch.items):
@@ -618,7 +625,8 @@ class Pipeline:
             depth=out["depth"][i] * scale if scale != 1.0 else out["depth"][i],
             depth_conf=out["depth_conf"][i],
             canonical=out["canonical"][i], canonical_conf=out["canonical_conf"][i],
-            intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale)
+            intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale,
+            weight=out["weight"][i])
 
     def shot_intrinsics(self) -> np.ndarray:
         """One camera for the whole shot, in footage pixels: the median (robust to outlier

@@ -12,7 +12,7 @@ from face_anything_addon.core.face_components import (
     CELLS, LOW_CELLS, MIN_COVERAGE, clean_face, connected_parts, coverage, face_pixels,
     off_face_warning, part_boxes)
 from face_anything_addon.core.frames import Frame
-from face_anything_addon.core.pipeline import Pipeline, PipelineSettings
+from face_anything_addon.core.pipeline import Pipeline, PipelineSettings, face_weight
 from face_anything_addon.core.session import open_session
 from face_anything_addon.core.solve import SolveSettings
 from tests.contract_models import contract_metadata, make_model
@@ -151,6 +151,22 @@ def test_predicted_masks_lose_the_parts_that_show_no_face(tmp_path):
     canonical = np.zeros((1, 4, 3), np.float32)
     assert clean_face(mask, canonical) == (mask, 1)  # two parts, one cell each: too little
     # to tell
+
+
+def test_a_model_without_a_mask_has_its_face_weight_cleaned_too(tmp_path):
+    """Without a mask output the face weight comes from canonical confidence (the tiny model's
+    is high where the input is bright): the sleeve's weight is 0 too, the disc's kept."""
+    session = open_session(describe_model(make_model(tmp_path / "m.onnx")), "CPU")
+    assert not session.description.has_mask
+    settings = PipelineSettings(face_region="full", resolution=84, window=2)
+    preds = list(Pipeline(session, settings).run(disc_and_sleeve(), total=3))
+    for p in preds:
+        assert p.mask is None
+        centre = p.crop.to_input(np.array([[45.0, 50.0], [122.0, 92.0]]))
+        (dx, dy), (sx, sy) = np.floor(centre).astype(int)
+        assert p.face_weight[dy, dx] > 0.5 and p.face_weight[sy, sx] == 0.0
+        raw = face_weight(None, p.canonical_conf)
+        assert raw[sy, sx] > 0.5  # the network's own weight took the sleeve for face
 
 
 def test_clean_face_counts_the_canonical_cells_the_face_covers():
