@@ -11,7 +11,7 @@ from ..core.capture import Capture
 from ..core.lens_distortion import footage_xy
 from ..core.solve import project
 
-SEEN, FILLED, MARKER, BOX = (0.2, 1.0, 0.3), (1.0, 0.55, 0.1), (1.0, 0.15, 0.15), (0.2, 0.8, 1.0)
+SEEN, FILLED, MARKER, BOX = (0.2, 1.0, 0.3), (1.0, 0.55, 0.1), (1.0, 0.15, 0.15), (1.0, 0.95, 0.2)
 
 
 def _dots(image: np.ndarray, xy: np.ndarray, colour, radius: int = 0) -> None:
@@ -27,29 +27,28 @@ def _dots(image: np.ndarray, xy: np.ndarray, colour, radius: int = 0) -> None:
             image[y[keep], x[keep]] = colour
 
 
-def _outline(image: np.ndarray, box, colour) -> None:
-    """A box's outline (x0, y0, x1, y1 in image pixels), one pixel wide, clipped to the image."""
+def _outline(image: np.ndarray, box, colour, line: int = 1) -> None:
+    """A box's outline (x0, y0, x1, y1 in image pixels), `line` pixels wide inside the box
+    (so that shrinking the image by keeping every line-th pixel keeps it), clipped to the image."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = np.floor(np.asarray(box, np.float64)).astype(int)
-    xs, ys = np.arange(max(x0, 0), min(x1, w - 1) + 1), np.arange(max(y0, 0), min(y1, h - 1) + 1)
-    for y in (y0, y1):
-        if 0 <= y < h:
-            image[y, xs] = colour
-    for x in (x0, x1):
-        if 0 <= x < w:
-            image[ys, x] = colour
+    inside = np.zeros((h, w), bool)
+    inside[max(y0, 0):max(y1 + 1, 0), max(x0, 0):max(x1 + 1, 0)] = True
+    core = np.zeros((h, w), bool)
+    core[max(y0 + line, 0):max(y1 + 1 - line, 0), max(x0 + line, 0):max(x1 + 1 - line, 0)] = True
+    image[inside & ~core] = colour
 
 
 def overlay(image: np.ndarray, capture: Capture, index: int,
-            scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    """The footage frame with the face box the network saw (blue), the mesh vertices (green:
-    seen, orange: filled) and markers. scale: image pixels per footage pixel (`Frame.scale`; a
-    reader may reduce large frames)."""
+            scale: tuple[float, float] = (1.0, 1.0), line: int = 1) -> np.ndarray:
+    """The footage frame with the face box the network saw (yellow, `line` pixels wide), the
+    mesh vertices (green: seen, orange: filled) and markers. scale: image pixels per footage
+    pixel (`Frame.scale`; a reader may reduce large frames)."""
     out = image.copy()
     boxes = (getattr(capture, "settings", None) or {}).get("face_boxes")
     if boxes is not None:
         sx, sy = scale
-        _outline(out, np.asarray(boxes[index], np.float64) * [sx, sy, sx, sy], BOX)
+        _outline(out, np.asarray(boxes[index], np.float64) * [sx, sy, sx, sy], BOX, line)
     xy = footage_xy(capture, project(capture.camera, capture.positions[index])) * scale
     seen = capture.visibility[index]
     _dots(out, xy[~seen], FILLED)
@@ -65,7 +64,10 @@ def write_preview(capture: Capture, footage, path, count: int = 4, width: int = 
     tiles = []
     for frame in footage:
         if frame.number in picks:
-            tiles.append(overlay(frame.image, capture, numbers.index(frame.number), frame.scale))
+            # the strip is shrunk by keeping every step-th pixel: outlines that wide survive it
+            step = max(1, int(np.ceil(len(picks) * frame.image.shape[1] / width)))
+            tiles.append(overlay(frame.image, capture, numbers.index(frame.number), frame.scale,
+                                 line=step))
             if len(tiles) == len(picks):
                 break
     strip = np.concatenate(tiles, axis=1)

@@ -41,3 +41,13 @@ def test_overlay_outlines_the_face_box_the_network_saw():
     image = overlay(np.zeros((120, 200, 3), np.float32), capture, 0)
     drawn = np.isclose(image, BOX).all(-1)
     assert drawn[40, 0:51].all() and drawn[0:41, 50].all() and drawn.sum() == 51 + 40
+
+    # wider lines, inside the box: a strip shrunk by keeping every 4th pixel still shows them
+    capture.settings["face_boxes"] = [[10.0, 6.0, 180.0, 110.0]]
+    image = overlay(np.zeros((120, 200, 3), np.float32), capture, 0, line=4)
+    drawn = np.isclose(image, BOX).all(-1)
+    assert drawn[6:10, 10:181].all() and drawn[6:111, 177:181].all()
+    assert not drawn[10:107, 14:177].any()
+    for offset in range(4):
+        shrunk = drawn[offset::4, offset::4]
+        assert shrunk.any(1)[2:27].all() and shrunk.any(0)[3:45].all()  # every row, column
