@@ -30,13 +30,18 @@ from ..core.pipeline import boxes_on_frames
 from .clip_picks import clip_to_footage, clip_tracks
 
 
+def _named(clip: bpy.types.MovieClip, name: str) -> list:
+    """The clip's tracks called `name`, in every tracking object."""
+    return [track for track in clip_tracks(clip) if track.name == name]
+
+
 def find_track(clip: bpy.types.MovieClip, name: str):
     """The clip's track called `name` (any tracking object), or a FootageError saying what to do."""
     if not name:
         raise FootageError("Face Region: Track needs a track: place a tracking marker on the "
                            "face in the Movie Clip Editor (Ctrl+click), drag its pattern area "
                            "over the face, track it, and choose it as the Face Region's track")
-    found = [track for track in clip_tracks(clip) if track.name == name]
+    found = _named(clip, name)
     if not found:
         raise FootageError(f"Face Region: the clip '{clip.name}' has no track '{name}': choose "
                            "one of its tracks")
@@ -82,7 +87,7 @@ def track_region(clip: bpy.types.MovieClip, name: str, frame_numbers,
 
 def box_text(clip: bpy.types.MovieClip, name: str, frame: int) -> str:
     """What the panel says about the track's face box on the clip's frame `frame`."""
-    found = [track for track in clip_tracks(clip) if track.name == name]
+    found = _named(clip, name)
     if len(found) != 1:
         return "Choose the track whose pattern area covers the face" if not found else \
             f"{len(found)} tracks are named '{name}': rename all but one"

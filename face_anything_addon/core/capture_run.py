@@ -114,9 +114,10 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     markers = Markers.from_template(template, settings.solve.marker_count, picks)
     solver = CaptureSolver(template, settings.solve, markers)
     pipeline = Pipeline(session, pipeline_settings, progress, cancel)
-    crops = {}  # frame number -> the footage box the network saw
+    crops, cells = {}, {}  # frame number -> the footage box the network saw, the face's cells
     for prediction in pipeline.run(frames, frame_count):
         crops[prediction.number] = prediction.crop.box
+        cells[prediction.number] = prediction.face_cells
         solver.add(prediction)
     if pipeline.cancelled:
         return None
@@ -133,8 +134,7 @@ def run_capture(frames: Iterable[Frame], *, footage_name: str, footage_size: tup
     if resolved is not None:
         capture.settings["marker_picks"] = _on_footage(resolved.record(capture), lens)
     # per frame: the canonical cells the face in the face region covers (`capture_warnings`)
-    capture.settings["face_cells"] = [int(pipeline.face_cells.get(int(n), 0))
-                                      for n in capture.frame_numbers]
+    capture.settings["face_cells"] = [int(cells[int(n)]) for n in capture.frame_numbers]
     # per frame: the box the network saw, on the footage as shot (a face region per frame)
     boxes = np.array([crops[int(n)] for n in capture.frame_numbers], np.float64).reshape(-1, 4)
     if lens is not None:

@@ -106,6 +106,8 @@ class FramePrediction:
     # the face weight as the pipeline cleaned it (the parts that show no face at 0:
     # `face_components.clean_face`); None: from mask / canonical_conf (`face_weight`)
     weight: np.ndarray | None = None
+    # canonical cells the face's best part covers (`face_components.clean_face`; 0: none)
+    face_cells: int = 0
 
     @property
     def face_weight(self) -> np.ndarray:
@@ -331,8 +333,6 @@ class Pipeline:
         self._focals: list[np.ndarray] = []  # fx, fy, cx, cy of each predicted frame
         self._whole_focals: list[np.ndarray] = []  # the same on whole frames (see shot_intrinsics)
         self._footage_size: tuple[int, int] | None = None
-        # per predicted frame: the canonical cells its face covers (`face_components.clean_face`)
-        self.face_cells: dict[int, int] = {}
         s = self.settings
         lens = np.array([s.lens_mm, s.sensor_mm], np.float64)
         if not (np.isfinite(lens).all() and lens[0] >= 0 and lens[1] > 0):
@@ -587,8 +587,7 @@ class Pipeline:
             for i, prepared in enumerate(batch.items):
                 if prepared.number in previous:
                     continue  # already yielded by the previous window
-                self.face_cells[prepared.number] = faces[i][1]
-                yield self._frame_prediction(prepared, out, i, scale)
+                yield self._frame_prediction(prepared, out, i, scale, faces[i][1])
                 done += 1
             clock.report(done)
             if error is not None:
@@ -616,7 +615,8 @@ class Pipeline:
                 ratios.append(old_depth[sel] / depth[i][sel])
         return float(np.median(np.concatenate(ratios))) if ratios else scale
 
-    def _frame_prediction(self, prepared: _Prepared, out, i, scale) -> FramePrediction:
+    def _frame_prediction(self, prepared: _Prepared, out, i, scale,
+                          face_cells: int) -> FramePrediction:
         k = prepared.crop.to_footage_intrinsics(out["intrinsics"][i])
         self._focals.append(_focal_row(k))
         self._footage_size = prepared.size
@@ -626,7 +626,7 @@ class Pipeline:
             depth_conf=out["depth_conf"][i],
             canonical=out["canonical"][i], canonical_conf=out["canonical_conf"][i],
             intrinsics=k, mask=out["mask"][i] if "mask" in out else None, depth_scale=scale,
-            weight=out["weight"][i])
+            weight=out["weight"][i], face_cells=face_cells)
 
     def shot_intrinsics(self) -> np.ndarray:
         """One camera for the whole shot, in footage pixels: the median (robust to outlier
