@@ -157,24 +157,33 @@ def markdown(results: dict) -> str:
     ex = results.get("expressions")
     if ex:
         lines += ["", "## The expression fit (capture solve, bundled template)", "",
-                  f"`core/expression_fit.py` on {ex['vertices']:,} vertices and {ex['targets']} "
-                  f"ARKit targets, prior {ex['prior_mm']:g} mm (the default). Synthetic frames "
-                  "from the template itself: random weights (each target on with probability "
-                  "0.2, weight 0.2-0.9), random head poses, the far half of the head unseen, "
-                  "Gaussian noise per coordinate. Tracked / fitted: mean vertex distance from the "
-                  "truth of the noisy input and of the fit; weight error: mean absolute, per "
-                  "target and frame (the prior shrinks weights towards neutral: the price of "
-                  "the noise it removes; on the validation clips the captured mesh's error falls "
-                  "from 10.0 to 5.8 mm with it, v14, see the model card). ms per frame: best of 3 "
-                  "passes, with the process's CPU time; 1-minute load average "
-                  f"{ex['load_average_1min']} (2 cores, shared). Building the model: "
-                  f"{ex['build_s']} s, once per capture.", "",
-                  "| noise mm | frames | ms per frame | CPU ms per frame | weight error | "
-                  "tracked mm | fitted mm |", "| --- | --- | --- | --- | --- | --- | --- |"]
+                  f"`core/expression_fit.py` as the capture solve runs it, on "
+                  f"{ex['vertices']:,} vertices, {ex['targets']} ARKit targets and "
+                  f"{ex['identity_shapes']} identity shapes; its defaults: prior "
+                  f"{ex['prior_mm']:g} mm, the actor's face fitted in {ex['identity_rounds']} "
+                  f"rounds (identity prior {ex['identity_prior_mm']:g} mm), depth weight "
+                  f"{ex['depth_weight']:g}. Synthetic frames of one actor (the template's face "
+                  "moved by its identity shapes, weights from a unit Gaussian): random "
+                  "expression weights (each target on with probability 0.2, weight 0.2-0.9), "
+                  "random head poses, the far half of the head unseen, Gaussian noise per "
+                  "coordinate. Face: `actor`, the add-on's default (the actor's neutral face "
+                  "fitted first), or `template` (the template's neutral face, "
+                  "`identity_rounds=0`). Tracked / fitted: mean vertex distance from the truth "
+                  "of the noisy input and of the fit; neutral face: the fit's neutral face "
+                  "against the actor's; weight error: mean absolute, per target and frame (the "
+                  "priors shrink weights towards neutral: the price of the noise they remove; "
+                  "they are set for the bundled model's maps, noisier than any row here, so even "
+                  "noise-free frames come out about 4 mm off, and the weight error stays at the "
+                  "all-zero weights' level, as it was before the actor's face). "
+                  "ms per frame: best of 3 passes, with the process's CPU time; 1-minute load "
+                  f"average {ex['load_average_1min']} (2 cores, shared).", "",
+                  "| face | noise mm | frames | ms per frame | CPU ms per frame | weight error | "
+                  "tracked mm | fitted mm | neutral face mm |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in ex["rows"]:
-            lines.append(f"| {r['noise_mm']:g} | {r['frames']} | {r['ms_per_frame']} | "
-                         f"{r['cpu_ms_per_frame']} | {r['weight_error']} | {r['tracked_mm']} | "
-                         f"{r['fitted_mm']} |")
+            lines.append(f"| {r['face']} | {r['noise_mm']:g} | {r['frames']} | "
+                         f"{r['ms_per_frame']} | {r['cpu_ms_per_frame']} | {r['weight_error']} | "
+                         f"{r['tracked_mm']} | {r['fitted_mm']} | {r['neutral_face_mm']} |")
     mb = results.get("model")
     if mb:
         lines += ["", "## The bundled model's speed (CPU)", "",

@@ -58,6 +58,14 @@ def parse(argv):
     p.add_argument("--expression-prior", type=float, default=None, metavar="MM",
                    help="the expression fit's prior: the misfit (RMS, mm) one unit of weight is "
                         "worth; larger keeps the face nearer neutral (default 4)")
+    p.add_argument("--neutral-face", action="store_true",
+                   help="fit the expressions on the template's neutral face, not on the actor's "
+                        "(by default the fit finds the actor's neutral face once per shot, from "
+                        "the template's identity shapes)")
+    p.add_argument("--depth-weight", type=float, default=None, metavar="W",
+                   help="how much a tracked point's depth counts in the expression fit against "
+                        "its place across the image, above 0 and at most 1 (default 0.3: the "
+                        "network's depth is smoother than a face)")
     p.add_argument("--provider", default="AUTO", choices=["AUTO", "CUDA", "CPU"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the network")
     p.add_argument("--storage", default="SHAPE_KEYS", choices=["SHAPE_KEYS", "POINT_CACHE"])
@@ -99,13 +107,23 @@ def settings_from(args):
         distortion_spec(args.distortion)  # a bad spec fails before the footage is opened
     solve = SolveSettings(temporal_sigma=args.smoothing, marker_count=args.markers,
                           expressions=not args.raw_mesh)
+    fit_options = {"--expression-prior": args.expression_prior is not None,
+                   "--neutral-face": args.neutral_face,
+                   "--depth-weight": args.depth_weight is not None}
+    if args.raw_mesh and any(fit_options.values()):
+        given = ", ".join(k for k, v in fit_options.items() if v)
+        raise ValueError(f"{given}: for the expression fit; --raw-mesh turns it off")
     if args.expression_prior is not None:
-        if args.raw_mesh:
-            raise ValueError("--expression-prior is for the expression fit; --raw-mesh turns it "
-                             "off")
         if not args.expression_prior > 0:
             raise ValueError(f"--expression-prior must be above 0 mm, not {args.expression_prior}")
         solve.expression_prior_mm = args.expression_prior
+    if args.depth_weight is not None:
+        if not 0 < args.depth_weight <= 1:
+            raise ValueError(f"--depth-weight must be above 0 and at most 1, not "
+                             f"{args.depth_weight}")
+        solve.depth_weight = args.depth_weight
+    if args.neutral_face:
+        solve.identity_rounds = 0
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=args.resolution, window=args.window,
                                   overlap=1 if args.window > 1 else 0, face_region=region,

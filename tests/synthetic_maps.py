@@ -140,9 +140,11 @@ def camera(size: tuple[int, int], focal: float) -> np.ndarray:
 
 
 def synthetic_template(mesh: FaceMesh, landmarks: dict[str, int] | None = None,
-                       targets: dict[str, np.ndarray] | None = None):
+                       targets: dict[str, np.ndarray] | None = None,
+                       identity: np.ndarray | None = None):
     """A Template whose metric positions are exactly the mesh's rest positions; `targets`: its
-    expression targets, name -> (V, 3) displacement in metres."""
+    expression targets, name -> (V, 3) displacement in metres; `identity`: its identity shapes
+    (J, V, 3) metres."""
     from face_anything_addon.core.template import Template
 
     centre = np.zeros(3, np.float32)
@@ -156,7 +158,8 @@ def synthetic_template(mesh: FaceMesh, landmarks: dict[str, int] | None = None,
                     landmark_vertex=np.array(list(landmarks.values()), np.int32),
                     blendshape_names=list(targets or {}),
                     blendshape_deltas=np.array(list((targets or {}).values()), np.float16
-                                               ).reshape(-1, len(mesh.rest), 3))
+                                               ).reshape(-1, len(mesh.rest), 3),
+                    identity_deltas=None if identity is None else np.asarray(identity, np.float16))
 
 
 def prediction(frame: Frame3D, number: int, mesh_scale: float, depth_factor: float = 1.0,

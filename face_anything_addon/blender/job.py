@@ -54,7 +54,7 @@ class JobStatus:
         if self.phase in SPAN:
             eta = f", {self.eta_s:.0f} s left" if self.eta_s == self.eta_s else ""
             label = {"detect": "Finding the face", "predict": "Frame",
-                     "fit": "Fitting expressions, frame"}[self.phase]
+                     "fit": "Fitting the face and expressions"}[self.phase]
             return f"{label} {self.done} / {self.total}, {self.fps:.1f} fps{eta}"
         return self.message or self.phase.capitalize()
 

@@ -107,6 +107,10 @@ class _FaceAnythingPanel:
             sub = row.row(align=True)
             sub.active = settings.expressions
             sub.prop(settings, "expression_prior", text="Prior")
+            row = col.row(align=True)
+            row.active = settings.expressions
+            row.prop(settings, "actor_face")
+            row.prop(settings, "depth_weight")
         col.prop(settings, "marker_count")
         if clip is not None:
             row = col.row()

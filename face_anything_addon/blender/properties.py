@@ -102,6 +102,17 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
         max=50.0, description="The misfit (RMS over the seen vertices, mm) one unit of an "
                               "expression's weight is worth: larger keeps the face nearer "
                               "neutral, smaller follows the tracking (and its noise) closer")
+    actor_face: BoolProperty(
+        name="Actor's Face", default=True,
+        description="Fit the actor's own neutral face once for the shot (the template's identity "
+                    "shapes) and the expressions on it: the mesh's Basis is the actor's face, "
+                    "and a broad nose or a long chin does not read as an expression in every "
+                    "frame. Off: the template's neutral face")
+    depth_weight: FloatProperty(
+        name="Depth Weight", default=SolveSettings().depth_weight, min=0.01, max=1.0,
+        description="How much a tracked point's depth counts in the expression fit against its "
+                    "place across the image: below 1 trusts the image more than the network's "
+                    "depth, which is smoother than a real face")
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=10.0,
                              description="Temporal filtering in frames (zero-lag, never across "
                                          "a gap in the footage); 0 is off")
@@ -134,7 +145,9 @@ def capture_settings(s: FACEANYTHING_PG_settings, prefs) -> CaptureSettings:
                                   sensor_mm=s.sensor_width,
                                   principal_px=known_principal(s)),
         solve=SolveSettings(temporal_sigma=s.smoothing, marker_count=s.marker_count,
-                            expressions=s.expressions, expression_prior_mm=s.expression_prior),
+                            expressions=s.expressions, expression_prior_mm=s.expression_prior,
+                            identity_rounds=SolveSettings().identity_rounds if s.actor_face
+                            else 0, depth_weight=s.depth_weight),
         provider=prefs.execution_provider if prefs else "AUTO",
         cpu_threads=prefs.cpu_threads if prefs else 0, mesh=s.mesh,
         reference_frame=s.reference_frame or None, grid_vertices=s.grid_vertices)

@@ -53,8 +53,8 @@ def point_cache_path(capture_path) -> Path:
 
 
 def neutral_vertices(capture: Capture) -> np.ndarray:
-    """The neutral template placed by the first usable head pose, Blender camera space: the
-    mesh's rest shape (Basis)."""
+    """The shot's neutral face (the actor's, as the expression fit found it, or the template's)
+    placed by the first usable head pose, Blender camera space: the mesh's rest shape (Basis)."""
     usable = np.flatnonzero(markers.usable_poses(capture.head_pose))
     pose = np.asarray(capture.head_pose[usable[0]] if len(usable) else np.eye(4), np.float64)
     rest = np.asarray(capture.rest_vertices, np.float64) @ pose[:3, :3].T + pose[:3, 3]

@@ -32,7 +32,8 @@ class Capture:
     # the mesh's fixed topology (the template)
     template_name: str
     canonical_space: str
-    rest_vertices: np.ndarray  # (V, 3) float32, head-local metres (the neutral template)
+    rest_vertices: np.ndarray  # (V, 3) float32, head-local metres: the shot's neutral face (the
+    # template's, moved by the identity the expression fit found; the template's without the fit)
     template_canonical: np.ndarray  # (V, 3) float32, each vertex's canonical coordinate
     faces: np.ndarray  # (F, 3) int32
     uvs: np.ndarray  # (F, 3, 2) float32, per face corner

@@ -19,6 +19,29 @@ the fitted mesh is far nearer the truth than the tracked one, and a little neare
 neutral template (the model card: `training.evaluate_mesh`); its speed is in bench/RESULTS.md.
 The weights are what an ARKit-driven rig reads.
 
+The actor's face (`identity`): heads differ from the template's neutral head, and a fit with
+expressions alone explains the difference as expressions (a broad nose as a sneer, a long chin
+as a jaw opening, in every frame). With the template's identity shapes I (J, V, 3), each one
+standard deviation of the synthetic heads' spread, one set of identity weights a for the whole
+shot moves the neutral face to `rest + I a`:
+
+    minimise  mean_n [ sum_v u[n, v] |R_n^T (x[n, v] - t_n) / s_n - rest_v - I_v a - E_v w_n|^2
+                       / sum_v u[n, v] + prior^2 |w_n|^2 ]  +  identity_prior^2 |a|^2
+
+on up to 64 frames spread over the shot: each round fits those frames' expressions on the
+current face, then takes one Gauss-Newton step on their poses, their weights that are not at a
+bound and a together, the frames' own unknowns eliminated (a Schur complement: one J x J solve;
+an identity shape and an expression that look alike, a long chin and an opened jaw, are told
+apart only together, and by the weights' bound at 0: an actor is at times at rest). Then every
+frame's expressions on the face found. The shot's neutral face is `ExpressionFit.rest`.
+
+Depth (`depth_weight`): a tracked point's error along its camera ray (its depth, the network's
+smoothest output) counts `depth_weight` times its error across the ray (its place in the
+image). Each Gauss-Newton round first moves every point along its ray that share of the way to
+the current fit (an expectation-maximisation step of that weighted least squares), so only
+isotropic normal equations are ever formed; a target that moves points mostly along the rays
+converges over more rounds.
+
 Everything is batched over frames (`chunk` at a time); nothing loops over vertices.
 """
 from __future__ import annotations
@@ -34,21 +57,31 @@ from .mesh_fill import robust_similarity_fit_soa
 DEFAULT_PRIOR_M = 0.004  # 4 mm RMS misfit per unit of weight (tuned on held-out clips)
 
 
+DEFAULT_IDENTITY_PRIOR_M = 0.002  # 2 mm RMS misfit per standard deviation of identity
+DEFAULT_IDENTITY_ROUNDS = 2
+DEFAULT_IDENTITY_FRAMES = 64
+DEFAULT_DEPTH_WEIGHT = 0.3
+
+
 @dataclass
 class ExpressionFit:
     weights: np.ndarray  # (N, K) in [0, 1]
     poses: np.ndarray  # (N, 4, 4) camera-from-head similarity
     positions: np.ndarray  # (N, V, 3) float32, the fitted mesh, camera space
+    rest: np.ndarray  # (V, 3) the shot's neutral face, head-local: rest + identity weights
+    identity: np.ndarray  # (J,) the identity shapes' weights (empty: none fitted)
 
 
 class ExpressionModel:
     """rest (V, 3) metres and deltas (K, V, 3) metres (the template's neutral face and targets).
     Only the vertices some target moves (by more than `moving` metres) enter the weights' solve;
     the starting pose uses the `pose_vertices` given (e.g. the solve's even spread), the
-    Gauss-Newton rounds every vertex."""
+    Gauss-Newton rounds every vertex. `identity` (J, V, 3) metres: the identity shapes fitted
+    once per shot (none: the neutral face is `rest`)."""
 
     def __init__(self, rest: np.ndarray, deltas: np.ndarray,
-                 pose_vertices: np.ndarray | None = None, moving: float = 1e-5):
+                 pose_vertices: np.ndarray | None = None, moving: float = 1e-5,
+                 identity: np.ndarray | None = None):
         self.rest = np.asarray(rest, np.float64)
         self.deltas = np.asarray(deltas, np.float64)
         k, v, _ = self.deltas.shape
@@ -56,6 +89,10 @@ class ExpressionModel:
             raise ValueError(f"rest {self.rest.shape} and deltas {self.deltas.shape} differ")
         if k == 0:
             raise ValueError("the template has no expression targets to fit")
+        self.identity = (np.zeros((0, v, 3)) if identity is None
+                         else np.asarray(identity, np.float64))
+        if self.identity.shape[1:] != (v, 3):
+            raise ValueError(f"identity {self.identity.shape} and rest {self.rest.shape} differ")
         self.count = k
         self.moved = np.flatnonzero(np.abs(self.deltas).max((0, 2)) > moving)
         # (K, 3 * m): the moved vertices' deltas, channel-last flattened
@@ -71,45 +108,187 @@ class ExpressionModel:
             self._outer[a:a + 256] = np.einsum("kvc,jvc->vkj", block, block)[
                 :, self._upper[0], self._upper[1]]
         self.pose_vertices = np.arange(v) if pose_vertices is None else np.asarray(pose_vertices)
+        # the identity's: by coordinate (3, V, J); each moved vertex's products with the
+        # targets (m, K J) and each vertex's with itself (V, J J)
+        j = len(self.identity)
+        self._id_by_axis = np.ascontiguousarray(self.identity.transpose(2, 1, 0))
+        self._expr_id = np.einsum("kvc,jvc->vkj", moved, self.identity[:, self.moved]).reshape(
+            len(self.moved), k * j)
+        self._id_outer = np.einsum("ivc,jvc->vij", self.identity, self.identity).reshape(
+            v, j * j)
         # (3, m, K): the moved vertices' deltas by coordinate, for the pose-weight cross terms
         self._by_axis = np.ascontiguousarray(moved.transpose(2, 1, 0))
 
-    def shape(self, weights: np.ndarray) -> np.ndarray:
-        """(N, K) -> (N, V, 3) head-local shapes."""
+    def shape(self, weights: np.ndarray, rest: np.ndarray | None = None) -> np.ndarray:
+        """(N, K) -> (N, V, 3) head-local shapes (on `rest`, by default the template's)."""
         k, v, _ = self.deltas.shape
-        return self.rest + (weights @ self.deltas.reshape(k, -1)).reshape(-1, v, 3)
+        rest = self.rest if rest is None else rest
+        return rest + (weights @ self.deltas.reshape(k, -1)).reshape(-1, v, 3)
 
     def fit(self, positions: np.ndarray, seen: np.ndarray, prior: float = DEFAULT_PRIOR_M,
             rounds: int = 3, chunk: int = 64,
             progress: Callable[[int, int], None] | None = None,
-            cancel: threading.Event | None = None) -> ExpressionFit | None:
+            cancel: threading.Event | None = None,
+            identity_prior: float = DEFAULT_IDENTITY_PRIOR_M,
+            identity_rounds: int = DEFAULT_IDENTITY_ROUNDS,
+            identity_frames: int = DEFAULT_IDENTITY_FRAMES,
+            depth_weight: float = DEFAULT_DEPTH_WEIGHT) -> ExpressionFit | None:
         """positions (N, V, 3) camera space, seen (N, V) bool (frames that see nothing are fitted
-        to all their vertices: the solve held or filled them). progress(done, total) after each
-        chunk of frames; None when `cancel` is set (checked between chunks)."""
+        to all their vertices: the solve held or filled them). With identity shapes, the shot's
+        neutral face is fitted first: `identity_rounds` rounds (0: none) of expressions then
+        identity on up to `identity_frames` frames spread over those that see the face; then
+        every frame's expressions on it. A point's error along its camera ray (its depth) counts
+        `depth_weight` times its error across it (each round moves the points along their rays
+        part of the way to the fit). progress(done, total) after each chunk of frames of each
+        pass; None when `cancel` is set (checked between chunks)."""
         positions = np.asarray(positions, np.float64)
         n, v, _ = positions.shape
         if positions.shape[1] != len(self.rest):
             raise ValueError(f"positions have {v} vertices, the template {len(self.rest)}")
         if prior <= 0:
             raise ValueError("the expression prior must be positive (metres)")
+        if identity_prior <= 0:
+            raise ValueError("the identity prior must be positive (metres)")
+        if not 0 < depth_weight <= 1:
+            raise ValueError(f"the depth weight must be above 0 and at most 1, not {depth_weight}")
+        seen = np.asarray(seen, bool)
+        use = seen.copy()
+        use[~use.any(1)] = True
+        face = np.flatnonzero(seen.any(1))
+        sample = face[np.unique(np.linspace(0, len(face) - 1, min(len(face), identity_frames)
+                                            ).round().astype(int))] if len(face) else face
+        rounds_id = identity_rounds if len(self.identity) and len(sample) else 0
+        total = rounds_id * len(sample) + n
+        rest, coefficients = self.rest, np.zeros(len(self.identity))
+        for r in range(rounds_id):
+            step = None if progress is None else (
+                lambda done, _, r=r: progress(r * len(sample) + done, total))
+            fitted = self._fit_frames(positions[sample], use[sample], prior, rounds, chunk, rest,
+                                      depth_weight, step, cancel)
+            if fitted is None:
+                return None
+            coefficients = self._fit_identity(positions[sample], seen[sample], *fitted,
+                                              coefficients, identity_prior, prior, depth_weight)
+            rest = self.rest + np.tensordot(coefficients, self.identity, 1)
+        step = None if progress is None else (
+            lambda done, _: progress(rounds_id * len(sample) + done, total))
+        fitted = self._fit_frames(positions, use, prior, rounds, chunk, rest, depth_weight, step,
+                                  cancel)
+        if fitted is None:
+            return None
+        weights, poses = fitted
+        positions = (np.einsum("nij,nvj->nvi", poses[:, :3, :3], self.shape(weights, rest)) +
+                     poses[:, None, :3, 3]).astype(np.float32)
+        return ExpressionFit(weights, poses, positions, rest, coefficients)
+
+    def _fit_frames(self, positions, use, prior, rounds, chunk, rest, depth_weight, progress,
+                    cancel):
+        """Weights (N, K) and poses (N, 4, 4) of every frame on the neutral face `rest`, `chunk`
+        frames at a time; None when cancelled."""
+        n = len(positions)
         weights = np.zeros((n, self.count))
         poses = np.empty((n, 4, 4))
-        fitted = np.empty(positions.shape, np.float32)
-        use = np.asarray(seen, bool).copy()
-        use[~use.any(1)] = True
         for a in range(0, n, chunk):
             if cancel is not None and cancel.is_set():
                 return None
             b = min(a + chunk, n)
-            w, m = self._fit_chunk(positions[a:b], use[a:b], prior, rounds)
-            weights[a:b], poses[a:b] = w, m
-            fitted[a:b] = np.einsum("nij,nvj->nvi", m[:, :3, :3], self.shape(w)) + \
-                m[:, None, :3, 3]
+            weights[a:b], poses[a:b] = self._fit_chunk(positions[a:b], use[a:b], prior, rounds,
+                                                       rest, depth_weight)
             if progress is not None:
                 progress(b, n)
-        return ExpressionFit(weights, poses, fitted)
+        return weights, poses
 
-    def _fit_chunk(self, x: np.ndarray, use: np.ndarray, prior: float, rounds: int):
+    def _fit_identity(self, positions, seen, weights, poses, coefficients, prior, wprior,
+                      depth_weight, chunk: int = 64):
+        """The identity weights (J,) for frames fitted at (weights, poses) on the neutral face
+        rest + identity . coefficients: one Gauss-Newton step on every frame's pose, its
+        weights that are not at a bound, and the shot's identity weights together, the frames'
+        own unknowns eliminated (a Schur complement: a J x J solve). Fitting the identity
+        with the frames' expressions held converges slowly where an identity shape and an
+        expression look alike (a long chin, an opened jaw); together, in a round or two."""
+        j, k = len(self.identity), self.count
+        frames = np.flatnonzero(seen.any(1))
+        if not len(frames):
+            return coefficients
+        rest = self.rest + np.tensordot(coefficients, self.identity, 1)
+        schur = len(frames) * prior ** 2 * np.eye(j)
+        pull = -len(frames) * prior ** 2 * coefficients
+        for a in range(0, len(frames), chunk):
+            f = frames[a:a + chunk]
+            n = len(f)
+            weighting = self._weighting(seen[f], wprior)
+            u = weighting[0]
+            m = poses[f]
+            scale = np.cbrt(np.linalg.det(m[:, :3, :3]))
+            rot = m[:, :3, :3] / scale[:, None, None]
+            w = weights[f]
+            normal, rhs, target, shape = self._system(
+                positions[f], rays(positions[f]), weighting, rest, scale, rot, m[:, :3, 3], w,
+                depth_weight)
+            # the identity's columns: pose rows, weight rows; its own block and right side
+            cross = np.empty((n, POSE_PARAMS + k, j))
+            cross[:, :POSE_PARAMS] = self._pose_cross(shape * u[..., None], u, self._id_by_axis)
+            cross[:, POSE_PARAMS:] = (u[:, self.moved] @ self._expr_id).reshape(n, k, j)
+            own = (u @ self._id_outer).reshape(n, j, j)
+            right = np.einsum("nv,nvc,jvc->nj", u, target, self.identity)
+            # weights at a bound stay there: their terms move to the right sides
+            held = np.zeros((n, POSE_PARAMS + k), bool)
+            held[:, POSE_PARAMS:] = (w <= 0) | (w >= 1)
+            fixed = np.where(held, np.pad(w, ((0, 0), (POSE_PARAMS, 0))), 0.0)
+            rhs = rhs - np.einsum("nab,nb->na", normal, fixed)
+            right -= np.einsum("naj,na->nj", cross, fixed)
+            both = held[:, :, None] | held[:, None, :]
+            normal = np.where(both, 0.0, normal) + np.eye(POSE_PARAMS + k) * held[:, :, None]
+            cross = np.where(held[:, :, None], 0.0, cross)
+            rhs = np.where(held, 0.0, rhs)
+            solved = spd_solve(normal, np.concatenate([cross, rhs[..., None]], 2))
+            schur += own.sum(0) - np.einsum("naj,nal->jl", cross, solved[..., :j])
+            pull += right.sum(0) - np.einsum("naj,na->j", cross, solved[..., j])
+        return coefficients + np.linalg.solve(schur, pull)
+
+    def _weighting(self, use: np.ndarray, prior: float):
+        """Each frame's vertex weights u (n, V) (its seen vertices' mean), those of the moved
+        vertices (n, m) and repeated per coordinate (n, 3 m), their sums (n,), and the
+        weights' block of the normal matrix with the prior (n, K, K)."""
+        n, k = len(use), self.count
+        u = use.astype(np.float64)
+        u /= np.maximum(u.sum(1), 1.0)[:, None]
+        u_moved = u[:, self.moved]
+        lower = np.empty((n, k, k))
+        lower[:, self._upper[0], self._upper[1]] = upper = u_moved @ self._outer
+        lower[:, self._upper[1], self._upper[0]] = upper
+        lower += prior ** 2 * np.eye(k)
+        return u, u_moved, np.repeat(u_moved, 3, axis=1), u.sum(1), lower
+
+    def _system(self, x, ray, weighting, rest, scale, rot, shift, w, depth_weight):
+        """The Gauss-Newton normal equations of every frame at its pose (scale, rot, shift) and
+        weights w on the neutral face `rest`, in head-local coordinates (see `_fit_chunk`):
+        normal (n, 7 + K, 7 + K), rhs (n, 7 + K), the target R^T (x - t) / s - rest (n, V, 3)
+        and the current shape (n, V, 3). With depth_weight < 1 each point is first moved along
+        its camera ray part of the way to the current fit."""
+        u, u_moved, u3, total, lower = weighting
+        n, k = len(x), self.count
+        shape = self.shape(w, rest)
+        if depth_weight < 1:
+            model = scale[:, None, None] * np.einsum("nij,nvj->nvi", rot, shape) + shift[:, None]
+            along = np.einsum("nvc,nvc->nv", model - x, ray)
+            x = x + ((1 - depth_weight) * along)[..., None] * ray
+        local = np.einsum("nvi,nij->nvj", x - shift[:, None], rot) / scale[:, None, None]
+        target = local - rest
+        normal = np.empty((n, POSE_PARAMS + k, POSE_PARAMS + k))
+        normal[:, POSE_PARAMS:, POSE_PARAMS:] = lower
+        pose_normal, pose_rhs = pose_moments(shape, target, u, total)
+        normal[:, :POSE_PARAMS, :POSE_PARAMS] = pose_normal
+        cross = self._pose_cross(shape[:, self.moved] * u_moved[..., None], u_moved)
+        normal[:, :POSE_PARAMS, POSE_PARAMS:] = cross
+        normal[:, POSE_PARAMS:, :POSE_PARAMS] = cross.transpose(0, 2, 1)
+        rhs = np.empty((n, POSE_PARAMS + k))
+        rhs[:, :POSE_PARAMS] = pose_rhs
+        rhs[:, POSE_PARAMS:] = (target[:, self.moved].reshape(n, -1) * u3) @ self._basis.T
+        return normal, rhs, target, shape
+
+    def _fit_chunk(self, x: np.ndarray, use: np.ndarray, prior: float, rounds: int,
+                   rest: np.ndarray, depth_weight: float = 1.0):
         """Gauss-Newton on the pose and the weights together, from the neutral template's robust
         similarity: each round solves, in head-local coordinates, for a small rotation omega,
         scale change sigma, shift tau and the new weights w (bounded):
@@ -117,15 +296,9 @@ class ExpressionModel:
         S the current shape, then composes the pose update. (Fitting the pose and the weights
         in turn converges slowly: a jaw opening is partly a scale and a shift.)"""
         n, k = len(x), self.count
-        u = use.astype(np.float64)
-        u /= np.maximum(u.sum(1), 1.0)[:, None]  # (n, V): each frame's seen vertices, mean
-        u_moved = u[:, self.moved]
-        lower = np.empty((n, k, k))  # the weights' block: fixed
-        lower[:, self._upper[0], self._upper[1]] = upper = u_moved @ self._outer
-        lower[:, self._upper[1], self._upper[0]] = upper
-        lower += prior ** 2 * np.eye(k)
+        weighting = self._weighting(use, prior)
         sub = self.pose_vertices
-        m = robust_similarity_fit_soa(np.ascontiguousarray(self.rest[sub].T),
+        m = robust_similarity_fit_soa(np.ascontiguousarray(rest[sub].T),
                                       np.ascontiguousarray(x[:, sub].transpose(0, 2, 1)),
                                       use[:, sub].astype(np.float64) + 1e-6)
         scale = np.cbrt(np.linalg.det(m[:, :3, :3]))
@@ -133,22 +306,10 @@ class ExpressionModel:
         shift = m[:, :3, 3].copy()
         w = np.zeros((n, k))
         free = np.ones((n, POSE_PARAMS + k), bool)  # the pose's parameters are never bounded
-        normal = np.zeros((n, POSE_PARAMS + k, POSE_PARAMS + k))
-        normal[:, POSE_PARAMS:, POSE_PARAMS:] = lower
-        total = u.sum(1)  # 1, or 0 for a frame that sees nothing
-        u3 = np.repeat(u_moved, 3, axis=1)
+        ray = rays(x)
         for _ in range(rounds):
-            local = np.einsum("nvi,nij->nvj", x - shift[:, None], rot) / scale[:, None, None]
-            target = local - self.rest  # (n, V, 3)
-            shape = self.shape(w)
-            pose_normal, pose_rhs = pose_moments(shape, target, u, total)
-            normal[:, :POSE_PARAMS, :POSE_PARAMS] = pose_normal
-            cross = self._pose_cross(shape[:, self.moved] * u_moved[..., None], u_moved)
-            normal[:, :POSE_PARAMS, POSE_PARAMS:] = cross
-            normal[:, POSE_PARAMS:, :POSE_PARAMS] = cross.transpose(0, 2, 1)
-            rhs = np.empty((n, POSE_PARAMS + k))
-            rhs[:, :POSE_PARAMS] = pose_rhs
-            rhs[:, POSE_PARAMS:] = (target[:, self.moved].reshape(n, -1) * u3) @ self._basis.T
+            normal, rhs, _, _ = self._system(x, ray, weighting, rest, scale, rot, shift, w,
+                                             depth_weight)
             z = bounded_solve(normal, rhs, free, POSE_PARAMS)
             omega, sigma, tau, w = z[:, :3], z[:, 3], z[:, 4:7], z[:, POSE_PARAMS:]
             # x = s R ((I + [omega]x)(1 + sigma) S + tau) + t
@@ -161,13 +322,15 @@ class ExpressionModel:
         m[:, 3, 3] = 1.0
         return w, m
 
-    def _pose_cross(self, us: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def _pose_cross(self, us: np.ndarray, u: np.ndarray,
+                    by_axis: np.ndarray | None = None) -> np.ndarray:
         """(n, 7, K): sum_v u_v J_v^T delta_kv over the moved vertices, from us = u S (n, m, 3)
-        and u (n, m): rows S x delta (3), S . delta (1), delta (3), as small matrix products."""
-        d = self._by_axis  # (3, m, K)
+        and u (n, m): rows S x delta (3), S . delta (1), delta (3), as small matrix products.
+        by_axis: other deltas (3, m, J) by coordinate (default: the targets')."""
+        d = self._by_axis if by_axis is None else by_axis  # (3, m, K)
         us = np.ascontiguousarray(us.transpose(2, 0, 1))  # (3, n, m): BLAS wants unit strides
         prod = [[us[i] @ d[j] for j in range(3)] for i in range(3)]  # sum u S_i delta_j
-        out = np.empty((len(u), POSE_PARAMS, self.count))
+        out = np.empty((len(u), POSE_PARAMS, d.shape[2]))
         out[:, 0] = prod[1][2] - prod[2][1]
         out[:, 1] = prod[2][0] - prod[0][2]
         out[:, 2] = prod[0][1] - prod[1][0]
@@ -178,6 +341,11 @@ class ExpressionModel:
 
 
 POSE_PARAMS = 7  # rotation (3), scale (1), shift (3)
+
+
+def rays(points: np.ndarray) -> np.ndarray:
+    """(..., 3) camera-space points -> unit vectors from the camera's centre through them."""
+    return points / np.maximum(np.linalg.norm(points, axis=-1, keepdims=True), 1e-12)
 
 
 def cross_matrix(v: np.ndarray) -> np.ndarray:
@@ -249,10 +417,17 @@ def bounded_solve(normal: np.ndarray, rhs: np.ndarray, free: np.ndarray,
 
 def spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve a[n] x[n] = b[n] for a stack of small symmetric positive definite matrices a
-    (N, K, K), b (N, K), by Cholesky, vectorised over N with elementwise numpy only. (A batch
-    of LAPACK solves runs each tiny matrix through the threaded BLAS: on a busy CPU, as during a
-    capture, its threads wait on each other for seconds.)"""
-    n, k = b.shape
+    (N, K, K), b (N, K) or (N, K, M), by Cholesky, vectorised over N with elementwise numpy only.
+    (A batch of LAPACK solves runs each tiny matrix through the threaded BLAS: on a busy CPU, as
+    during a capture, its threads wait on each other for seconds.)"""
+    if b.ndim == 3:
+        return spd_solve_many(a, b)
+    return spd_solve_many(a, b[..., None])[..., 0]
+
+
+def spd_solve_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """spd_solve for right sides b (N, K, M)."""
+    n, k, _ = b.shape
     low = np.zeros_like(a)
     for j in range(k):
         row = low[:, j, :j]
@@ -263,9 +438,10 @@ def spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                                  np.einsum("nri,ni->nr", low[:, j + 1:, :j], row)) / d[:, None]
     y = np.empty_like(b)
     for j in range(k):  # L y = b
-        y[:, j] = (b[:, j] - np.einsum("ni,ni->n", low[:, j, :j], y[:, :j])) / low[:, j, j]
+        y[:, j] = (b[:, j] - np.einsum("ni,nim->nm", low[:, j, :j], y[:, :j])) / \
+            low[:, j, j, None]
     x = np.empty_like(b)
     for j in range(k - 1, -1, -1):  # L^T x = y
-        x[:, j] = (y[:, j] - np.einsum("ni,ni->n", low[:, j + 1:, j], x[:, j + 1:])) / \
-            low[:, j, j]
+        x[:, j] = (y[:, j] - np.einsum("ni,nim->nm", low[:, j + 1:, j], x[:, j + 1:])) / \
+            low[:, j, j, None]
     return x

@@ -23,7 +23,9 @@ from functools import lru_cache
 import numpy as np
 
 from .capture import Capture
-from .expression_fit import DEFAULT_PRIOR_M, ExpressionModel
+from .expression_fit import (DEFAULT_DEPTH_WEIGHT, DEFAULT_IDENTITY_PRIOR_M,
+                             DEFAULT_IDENTITY_ROUNDS, DEFAULT_PRIOR_M, ExpressionFit,
+                             ExpressionModel)
 from .inversion import CanonicalMap, InversionSettings, gather, invert_soa, pair_records
 from .mesh_fill import MeshFiller, pose_scale, robust_similarity_fit_soa
 from .pipeline import FramePrediction
@@ -45,6 +47,12 @@ class SolveSettings:
     marker_count: int = 0  # automatically seeded markers (farthest-point sampling)
     expressions: bool = True  # the mesh as the template's expression targets (expression_fit)
     expression_prior_mm: float = DEFAULT_PRIOR_M * 1000  # misfit per unit of weight (RMS, mm)
+    # the actor's neutral face from the template's identity shapes, once per shot, with the
+    # expression fit (0 rounds: the template's neutral face)
+    identity_rounds: int = DEFAULT_IDENTITY_ROUNDS
+    identity_prior_mm: float = DEFAULT_IDENTITY_PRIOR_M * 1000  # misfit per std of identity
+    # how much a point's error along its camera ray (depth) counts against its error across it
+    depth_weight: float = DEFAULT_DEPTH_WEIGHT
 
 
 @dataclass
@@ -357,14 +365,12 @@ class CaptureSolver:
             poses[:, :3, :] /= scale
             poses[:, 3, 3] = 1.0
         names, weights = [], np.zeros((len(positions), 0), np.float32)
+        rest = self.template.metric
         if self.fits_expressions:
-            fit = ExpressionModel(self.rest, self.template.blendshape_deltas,
-                                  self._pose_subset).fit(
-                positions, visible, self.settings.expression_prior_mm / 1000,
-                progress=progress, cancel=cancel)
+            fit = self.fit_expressions(positions, visible, progress=progress, cancel=cancel)
             if fit is None:
                 return None
-            positions, poses = fit.positions, fit.poses
+            positions, poses, rest = fit.positions, fit.poses, fit.rest
             names, weights = list(self.template.blendshape_names), fit.weights
         if self.settings.temporal_sigma > 0:
             positions = self._filter(positions, poses)
@@ -374,7 +380,7 @@ class CaptureSolver:
         t = self.template
         return Capture(
             template_name=t.name, canonical_space=t.canonical_space,
-            rest_vertices=t.metric, template_canonical=t.canonical.astype(np.float32),
+            rest_vertices=rest.astype(np.float32), template_canonical=t.canonical.astype(np.float32),
             faces=t.faces.astype(np.int32),
             uvs=t.uvs.astype(np.float32), region_names=list(t.region_names),
             vertex_region=t.vertex_region.astype(np.int16),
@@ -391,6 +397,17 @@ class CaptureSolver:
             depth_units=getattr(model, "depth_units", "metric"),
             settings={**settings, "solve": asdict(self.settings)},
             expression_names=names, expression_weights=weights.astype(np.float32))
+
+    def fit_expressions(self, positions: np.ndarray, seen: np.ndarray, progress=None,
+                        cancel=None) -> ExpressionFit | None:
+        """The settings' expression fit (and the actor's face) of camera-space meshes (N, V, 3)
+        whose vertices `seen` (N, V) the frames observed; None when cancelled."""
+        s = self.settings
+        model = ExpressionModel(self.rest, self.template.blendshape_deltas, self._pose_subset,
+                                identity=self.template.identity_deltas)
+        return model.fit(positions, seen, s.expression_prior_mm / 1000, progress=progress,
+                         cancel=cancel, identity_prior=s.identity_prior_mm / 1000,
+                         identity_rounds=s.identity_rounds, depth_weight=s.depth_weight)
 
     @property
     def fits_expressions(self) -> bool:

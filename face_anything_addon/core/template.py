@@ -40,6 +40,9 @@ class Template:
     blendshape_names: list[str] = field(default_factory=list)  # e.g. the 52 ARKit names
     blendshape_deltas: np.ndarray | None = None  # (K, V, 3) float16, metres, metric space
     license: str = ""
+    # (J, V, 3) float16 metres: how heads differ from the neutral one, each shape one standard
+    # deviation (the capture solve fits the actor's face with them; none: the neutral face)
+    identity_deltas: np.ndarray | None = None
 
     def __post_init__(self):
         v = len(self.canonical)
@@ -49,6 +52,8 @@ class Template:
             self.landmark_vertex = np.zeros(0, np.int32)
         if self.blendshape_deltas is None:
             self.blendshape_deltas = np.zeros((0, v, 3), np.float16)
+        if self.identity_deltas is None:
+            self.identity_deltas = np.zeros((0, v, 3), np.float16)
         self.validate()
 
     @property
@@ -78,6 +83,8 @@ class Template:
              "landmarks index missing vertices"),
             (self.blendshape_deltas.shape == (len(self.blendshape_names), v, 3),
              "blendshape_deltas must be (K, V, 3)"),
+            (self.identity_deltas.ndim == 3 and self.identity_deltas.shape[1:] == (v, 3),
+             "identity_deltas must be (J, V, 3)"),
             (np.shape(self.centre) == (3,) and self.scale > 0, "centre (3,) and scale > 0 needed"),
         ]
         for ok, problem in checks:

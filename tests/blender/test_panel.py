@@ -6,6 +6,7 @@ import importlib
 from types import SimpleNamespace
 
 import bpy
+import pytest
 
 
 class _Layout:
@@ -47,16 +48,22 @@ def test_the_expression_fit_settings_show_with_the_template_and_reach_the_solve(
     settings = bpy.context.scene.face_anything
     assert settings.mesh == "AUTO" and settings.expressions and settings.expression_prior == 4.0
     names = drawn(panels)
-    assert {"mesh", "expressions", "expression_prior", "smoothing"} <= set(names)
+    assert {"mesh", "expressions", "expression_prior", "actor_face", "depth_weight",
+            "smoothing"} <= set(names)
     assert "grid_vertices" not in names
     settings.mesh = "REFERENCE"  # a grid from a reference frame has no expression targets
     names = drawn(panels)
-    assert "grid_vertices" in names and "expressions" not in names
+    assert "grid_vertices" in names and "expressions" not in names and "actor_face" not in names
+    default = props.SolveSettings()
     solve = props.capture_settings(settings, None).solve
-    assert (solve.expressions, solve.expression_prior_mm) == (True, 4.0)
+    assert (solve.expressions, solve.expression_prior_mm, solve.identity_rounds,
+            solve.depth_weight) == (True, 4.0, default.identity_rounds,
+                                    pytest.approx(default.depth_weight))
     settings.expressions, settings.expression_prior = False, 2.5
+    settings.actor_face, settings.depth_weight = False, 0.8
     solve = props.capture_settings(settings, None).solve
-    assert (solve.expressions, solve.expression_prior_mm) == (False, 2.5)
+    assert (solve.expressions, solve.expression_prior_mm, solve.identity_rounds,
+            solve.depth_weight) == (False, 2.5, 0, pytest.approx(0.8))
 
 
 def test_clip_s_camera_says_when_the_clip_s_lens_distortion_will_be_undone(

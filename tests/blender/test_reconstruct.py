@@ -15,6 +15,7 @@ from face_anything_addon.blender.job import ReconstructJob  # noqa: E402
 from face_anything_addon.core.capture import Capture  # noqa: E402
 from face_anything_addon.core.capture_run import CaptureSettings  # noqa: E402
 from face_anything_addon.core.pipeline import PipelineSettings  # noqa: E402
+from face_anything_addon.core.solve import SolveSettings  # noqa: E402
 from tests.blender.footage_helpers import (  # noqa: E402
     H, W, disc_sequence, textured_disc, write_png)
 from tests.contract_models import contract_metadata, make_model  # noqa: E402
@@ -84,7 +85,8 @@ def test_the_progress_bar_spans_detection_frames_and_the_expression_fit():
     assert JobStatus("fit", 32, 64).factor == pytest.approx(0.975)
     assert JobStatus("done").factor == 1.0 and JobStatus("starting").factor == 0.0
     status = JobStatus("fit", 64, 128, fps=100.0, eta_s=0.64)
-    assert status.text() == "Fitting expressions, frame 64 / 128, 100.0 fps, 1 s left"
+    # frame fits: the actor's face on a sample of frames, then the expressions of every frame
+    assert status.text() == "Fitting the face and expressions 64 / 128, 100.0 fps, 1 s left"
 
 
 def test_the_job_reads_frames_as_small_as_the_model_needs(empty_file, tmp_path, model):
@@ -267,10 +269,23 @@ def test_command_line(sequence, model, tmp_path, capsys):
     assert "--expression-prior must be above 0" in capsys.readouterr().err
     assert cli.main([str(sequence), "-o", str(out), "--raw-mesh", "--expression-prior", "3"]) == 2
     assert "--raw-mesh turns it off" in capsys.readouterr().err
-    for flags, fit, prior in (([], True, 4.0), (["--expression-prior", "2.5"], True, 2.5),
-                              (["--raw-mesh"], False, 4.0)):
+    assert cli.main([str(sequence), "-o", str(out), "--raw-mesh", "--neutral-face",
+                     "--depth-weight", "0.5"]) == 2
+    assert "--neutral-face, --depth-weight: for the expression fit" in capsys.readouterr().err
+    for bad in ("0", "1.5"):
+        assert cli.main([str(sequence), "-o", str(out), "--depth-weight", bad]) == 2
+        assert "--depth-weight must be above 0 and at most 1" in capsys.readouterr().err
+    default = SolveSettings()
+    for flags, fit, prior, rounds, depth in (
+            ([], True, 4.0, default.identity_rounds, default.depth_weight),
+            (["--expression-prior", "2.5"], True, 2.5, default.identity_rounds,
+             default.depth_weight),
+            (["--neutral-face", "--depth-weight", "1"], True, 4.0, 0, 1.0),
+            (["--raw-mesh"], False, 4.0, default.identity_rounds, default.depth_weight)):
         solve = cli.settings_from(cli.parse([str(sequence), "-o", str(out), *flags])).solve
-        assert (solve.expressions, solve.expression_prior_mm) == (fit, prior)
+        assert (solve.expressions, solve.expression_prior_mm, solve.identity_rounds,
+                solve.depth_weight) == (fit, prior, rounds, depth)
+    assert default.identity_rounds > 0 and 0 < default.depth_weight < 1
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2
 
 

@@ -80,12 +80,14 @@ def test_score_pairs_each_captured_frame_with_its_truth(monkeypatch):
         frame_numbers = np.array([1, 0])
         positions = 0.9 * truth[[1, 0]]
         visibility = np.ones((2, v), bool)
-        rest_vertices = rest
+        rest_vertices = rest + 0.01  # the actor's face the fit found: not the baseline
+        canonical_space = "test-space"
         expression_names = []  # no expression fit
         expression_weights = np.zeros((2, 0), np.float32)
 
     answers = iter([Captured(), None])
-    monkeypatch.setattr(em, "capture_clip", lambda *a: next(answers))
+    monkeypatch.setattr(em, "capture_clip", lambda *a, **kw: next(answers))
+    monkeypatch.setattr(em, "template_rest", {"test-space": rest}.__getitem__)
     clip = {"images": np.zeros((2, 3, 8, 8), np.float32), TRUTH_KEY: truth}
     res = em.score("model.onnx", [clip, clip])
     assert res["no_face"] == 0.5
@@ -96,7 +98,7 @@ def test_score_pairs_each_captured_frame_with_its_truth(monkeypatch):
     # with the lens known, each clip is captured with its true focal length as mm (36 mm wide)
     lenses, fits = [], []
     monkeypatch.setattr(em, "capture_clip",
-                        lambda m, im, t, lens, fit: lenses.append(lens) or fits.append(fit))
+                        lambda m, im, t, lens, fit, **kw: lenses.append(lens) or fits.append(fit))
     k = np.array([[12.0, 0, 4], [0, 12.0, 4], [0, 0, 1]])
     em.score("model.onnx", [{**clip, "intrinsics": np.stack([k, k])}], known_lens=True)
     em.score("model.onnx", [clip])
@@ -118,10 +120,12 @@ def test_score_compares_the_fitted_weights_with_the_engines(monkeypatch):
         positions = truth
         visibility = np.ones((2, v), bool)
         rest_vertices = _mesh(8, v)
+        canonical_space = "test-space"
         expression_names = [f"t{i}" for i in range(52)]
         expression_weights = true_w + np.float32(0.02)
 
-    monkeypatch.setattr(em, "capture_clip", lambda *a: Captured())
+    monkeypatch.setattr(em, "capture_clip", lambda *a, **kw: Captured())
+    monkeypatch.setattr(em, "template_rest", {"test-space": _mesh(8, v)}.__getitem__)
     clip = {"images": np.zeros((2, 3, 8, 8), np.float32), TRUTH_KEY: truth, "blendshapes": true_w}
     res = em.score("model.onnx", [clip])
     assert res["weights_mae"] == pytest.approx(0.02, abs=1e-6)
@@ -182,3 +186,31 @@ def test_track_metrics_project_through_the_capture_camera():
     moved = xy + [[3.0, 4.0], [0.0, 1.0], [50.0, 0.0]]  # 5 px, 1 px, and one hidden
     assert track_metrics(points, k, moved, seen)["track_px"] == pytest.approx(3.0)
     assert track_metrics(points, k, xy, np.zeros(3, bool)) == {}
+
+
+def test_true_tracks_and_solve_settings(monkeypatch):
+    """--true-tracks fits the solve's expressions to the true meshes themselves (no network):
+    the bundled template's own neutral face with a jaw opening is fitted almost exactly; --solve
+    takes SolveSettings fields, typed, and refuses unknown ones."""
+    import training.evaluate_mesh as em
+    from face_anything_addon.core.capture_run import bundled_templates
+    from face_anything_addon.core.template import Template
+
+    template = Template.load(bundled_templates()["makehuman-hm08-head-v1"])
+    jaw = template.blendshape_names.index("jawOpen")
+    weights = np.zeros((2, len(template.blendshape_names)), np.float32)
+    weights[1, jaw] = 0.6
+    shapes = template.metric + np.tensordot(weights, template.blendshape_deltas.astype(
+        np.float32), 1)
+    truth = (shapes + np.array([0.0, 0.0, 0.6], np.float32)).astype(np.float32)
+    clip = {"images": np.zeros((2, 3, 8, 8), np.float32), em.TRUTH_KEY: truth,
+            em.WEIGHTS_KEY: weights}
+    monkeypatch.setattr(em, "capture_clip", None)  # never called
+    res = em.score(None, [clip], solve={"depth_weight": 1.0, "expression_prior_mm": 0.5})
+    assert res["mesh_mm"] < 0.3 and res["no_face"] == 0
+    assert res["weights_mae"] < 0.01
+    assert em.solve_overrides(["identity_rounds=0", "depth_weight=0.5", "expressions=false"]) \
+        == {"identity_rounds": 0, "depth_weight": 0.5, "expressions": False}
+    for bad in (["nonsense=1"], ["depth_weight"], ["identity_rounds=two"]):
+        with pytest.raises(SystemExit, match="--solve"):
+            em.solve_overrides(bad)

@@ -104,6 +104,33 @@ def test_template_is_the_export_of_the_head_model(template, head_model):
     np.testing.assert_array_equal(fresh.vertex_region, template.vertex_region)
     np.testing.assert_array_equal(fresh.landmark_vertex, template.landmark_vertex)
     np.testing.assert_array_equal(fresh.blendshape_deltas, template.blendshape_deltas)
+    np.testing.assert_allclose(fresh.identity_deltas.astype(np.float32),
+                               template.identity_deltas.astype(np.float32), atol=2e-6)
     assert fresh.landmark_names == template.landmark_names
     np.testing.assert_allclose(template.metric, head_model.neutral[:template.vertex_count],
                                atol=1e-6)
+
+
+def test_identity_shapes_describe_unseen_heads(template, head_model):
+    """The identity shapes are orthogonal, one standard deviation each (millimetres, not
+    centimetres), and carry most of how a validation identity's head (never sampled for the
+    basis) differs from the neutral one."""
+    from training.data import IDENTITY_RANGES
+    from training.identity_basis import align_to, identity_heads
+
+    basis = template.identity_deltas.astype(np.float64)
+    j, v, _ = basis.shape
+    assert j == 24 and v == template.vertex_count
+    flat = basis.reshape(j, -1)
+    gram = flat @ flat.T
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-4 * gram.max())
+    rms = np.sqrt(np.diag(gram) / v) * 1000  # mm per vertex
+    assert 0.3 < rms.min() and rms.max() < 5 and (np.diff(rms) <= 1e-3).all()  # largest first
+    start = IDENTITY_RANGES["val"][0]
+    neutral = template.metric.astype(np.float64)
+    heads = align_to(neutral, identity_heads(head_model, np.arange(start, start + 20)))
+    offsets = (heads - neutral).reshape(20, -1)
+    coefficients = np.linalg.lstsq(flat.T, offsets.T, rcond=None)[0]
+    left = offsets - coefficients.T @ flat
+    share = (left ** 2).sum() / (offsets ** 2).sum()
+    assert share < 0.25  # at least three quarters of the heads' variance is in the shapes
