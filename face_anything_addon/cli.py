@@ -62,6 +62,10 @@ def parse(argv):
                    help="fit the expressions on the template's neutral face, not on the actor's "
                         "(by default the fit finds the actor's neutral face once per shot, from "
                         "the template's identity shapes)")
+    p.add_argument("--actor-face", metavar="CAPTURE.npz",
+                   help="use the actor's face of an earlier capture (its .capture.npz) as it "
+                        "is, instead of fitting one to this shot: the same face in every shot "
+                        "of the actor")
     p.add_argument("--depth-weight", type=float, default=None, metavar="W",
                    help="how much a tracked point's depth counts in the expression fit against "
                         "its place across the image, above 0 and at most 1 (default 0.3: the "
@@ -79,7 +83,7 @@ def settings_from(args):
     from .core.capture_run import CaptureSettings
     from .core.face_boxes import FaceBoxesError, read_face_boxes
     from .core.pipeline import PipelineSettings
-    from .core.solve import SolveSettings
+    from .core.solve import ActorFace, SolveError, SolveSettings
 
     region = args.face_region
     if region.lower().endswith(".csv"):
@@ -109,6 +113,7 @@ def settings_from(args):
                           expressions=not args.raw_mesh)
     fit_options = {"--expression-prior": args.expression_prior is not None,
                    "--neutral-face": args.neutral_face,
+                   "--actor-face": args.actor_face is not None,
                    "--depth-weight": args.depth_weight is not None}
     if args.raw_mesh and any(fit_options.values()):
         given = ", ".join(k for k, v in fit_options.items() if v)
@@ -123,7 +128,15 @@ def settings_from(args):
                              f"{args.depth_weight}")
         solve.depth_weight = args.depth_weight
     if args.neutral_face:
+        if args.actor_face is not None:
+            raise ValueError("--neutral-face keeps the template's face, --actor-face uses an "
+                             "earlier capture's: give one of them")
         solve.identity_rounds = 0
+    if args.actor_face is not None:
+        try:
+            solve.actor_face = ActorFace.from_capture(Path(args.actor_face).resolve())
+        except SolveError as exc:
+            raise ValueError(f"--actor-face: {exc}") from None
     return CaptureSettings(
         pipeline=PipelineSettings(resolution=args.resolution, window=args.window,
                                   overlap=1 if args.window > 1 else 0, face_region=region,

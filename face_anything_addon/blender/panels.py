@@ -111,6 +111,10 @@ class _FaceAnythingPanel:
             row.active = settings.expressions
             row.prop(settings, "actor_face")
             row.prop(settings, "depth_weight")
+            if settings.actor_face:
+                sub = col.row()
+                sub.active = settings.expressions
+                sub.prop(settings, "actor_face_file")
         col.prop(settings, "marker_count")
         if clip is not None:
             row = col.row()

@@ -108,6 +108,11 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
                     "shapes) and the expressions on it: the mesh's Basis is the actor's face, "
                     "and a broad nose or a long chin does not read as an expression in every "
                     "frame. Off: the template's neutral face")
+    actor_face_file: StringProperty(
+        name="From Capture", subtype="FILE_PATH",
+        description="A capture file (.capture.npz) of the same actor made with Actor's Face on: "
+                    "its face is used as it is, the same face in every shot of the actor. "
+                    "Empty: the face is fitted to this shot")
     depth_weight: FloatProperty(
         name="Depth Weight", default=SolveSettings().depth_weight, min=0.01, max=1.0,
         description="How much a tracked point's depth counts in the expression fit against its "

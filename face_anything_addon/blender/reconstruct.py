@@ -12,6 +12,7 @@ from ..core.capture_run import DEFAULT_MODEL
 from ..core.contract import ContractError, describe_model
 from ..core.errors import FootageError
 from ..core.lens_distortion import MODELS, LensDistortion
+from ..core.solve import ActorFace, SolveError
 from . import clip_picks, clip_region, preferences, result, vertex_markers
 from .footage import footage_from_clip, open_footage
 from .job import JobStatus, ReconstructJob, capture_path
@@ -112,6 +113,13 @@ def start_job(context, clip=None) -> tuple[ReconstructJob, object]:
     model = _model_path(prefs)
     describe_model(model)  # a bad model file is reported now, not after the footage is read
     config = capture_settings(settings, prefs)
+    if settings.mesh != "REFERENCE" and settings.expressions and settings.actor_face and \
+            settings.actor_face_file.strip():
+        try:
+            config.solve.actor_face = ActorFace.from_capture(
+                bpy.path.abspath(settings.actor_face_file.strip()))
+        except SolveError as exc:
+            raise FootageError(f"Actor's Face: {exc}") from None
     pick_frames, warnings = {}, []
     if settings.lens_source == "CLIP":
         lens = clip_lens(background, footage.size)

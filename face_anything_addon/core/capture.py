@@ -65,6 +65,11 @@ class Capture:
     expression_names: list[str] = field(default_factory=list)
     expression_weights: np.ndarray = field(
         default_factory=lambda: np.zeros((0, 0), np.float32))  # (N, K) float32
+    # the actor's face (optional): the weights of the template's identity shapes that move its
+    # neutral face to `rest_vertices`, as the fit found them or was given (`ActorFace`); empty
+    # when the shot kept the template's face
+    identity_weights: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.float32))  # (J,) float32
 
     @property
     def frame_count(self) -> int:

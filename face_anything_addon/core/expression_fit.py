@@ -69,7 +69,7 @@ class ExpressionFit:
     poses: np.ndarray  # (N, 4, 4) camera-from-head similarity
     positions: np.ndarray  # (N, V, 3) float32, the fitted mesh, camera space
     rest: np.ndarray  # (V, 3) the shot's neutral face, head-local: rest + identity weights
-    identity: np.ndarray  # (J,) the identity shapes' weights (empty: none fitted)
+    identity: np.ndarray  # (J,) the identity shapes' weights (empty: none fitted or given)
 
 
 class ExpressionModel:
@@ -132,15 +132,17 @@ class ExpressionModel:
             identity_prior: float = DEFAULT_IDENTITY_PRIOR_M,
             identity_rounds: int = DEFAULT_IDENTITY_ROUNDS,
             identity_frames: int = DEFAULT_IDENTITY_FRAMES,
-            depth_weight: float = DEFAULT_DEPTH_WEIGHT) -> ExpressionFit | None:
+            depth_weight: float = DEFAULT_DEPTH_WEIGHT,
+            actor: np.ndarray | None = None) -> ExpressionFit | None:
         """positions (N, V, 3) camera space, seen (N, V) bool (frames that see nothing are fitted
         to all their vertices: the solve held or filled them). With identity shapes, the shot's
         neutral face is fitted first: `identity_rounds` rounds (0: none) of expressions then
         identity on up to `identity_frames` frames spread over those that see the face; then
         every frame's expressions on it. A point's error along its camera ray (its depth) counts
         `depth_weight` times its error across it (each round moves the points along their rays
-        part of the way to the fit). progress(done, total) after each chunk of frames of each
-        pass; None when `cancel` is set (checked between chunks)."""
+        part of the way to the fit). `actor` (J,): identity weights to use as they are (an
+        actor's face found in another shot); then none is fitted. progress(done, total) after
+        each chunk of frames of each pass; None when `cancel` is set (checked between chunks)."""
         positions = np.asarray(positions, np.float64)
         n, v, _ = positions.shape
         if positions.shape[1] != len(self.rest):
@@ -158,8 +160,14 @@ class ExpressionModel:
         sample = face[np.unique(np.linspace(0, len(face) - 1, min(len(face), identity_frames)
                                             ).round().astype(int))] if len(face) else face
         rounds_id = identity_rounds if len(self.identity) and len(sample) else 0
-        total = rounds_id * len(sample) + n
         rest, coefficients = self.rest, np.zeros(len(self.identity))
+        if actor is not None:
+            coefficients = np.asarray(actor, np.float64)
+            if coefficients.shape != (len(self.identity),):
+                raise ValueError(f"{coefficients.shape[0] if coefficients.ndim else 0} identity "
+                                 f"weights given for {len(self.identity)} identity shapes")
+            rest, rounds_id = self.rest + np.tensordot(coefficients, self.identity, 1), 0
+        total = rounds_id * len(sample) + n
         for r in range(rounds_id):
             step = None if progress is None else (
                 lambda done, _, r=r: progress(r * len(sample) + done, total))
@@ -179,7 +187,9 @@ class ExpressionModel:
         weights, poses = fitted
         positions = (np.einsum("nij,nvj->nvi", poses[:, :3, :3], self.shape(weights, rest)) +
                      poses[:, None, :3, 3]).astype(np.float32)
-        return ExpressionFit(weights, poses, positions, rest, coefficients)
+        fitted_or_given = rounds_id > 0 or actor is not None
+        return ExpressionFit(weights, poses, positions, rest,
+                             coefficients if fitted_or_given else np.zeros(0))
 
     def _fit_frames(self, positions, use, prior, rounds, chunk, rest, depth_weight, progress,
                     cancel):

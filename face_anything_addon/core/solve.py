@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from .capture import Capture
+from .capture import Capture, CaptureError
 from .expression_fit import (DEFAULT_DEPTH_WEIGHT, DEFAULT_IDENTITY_PRIOR_M,
                              DEFAULT_IDENTITY_ROUNDS, DEFAULT_PRIOR_M, ExpressionFit,
                              ExpressionModel)
@@ -34,6 +35,34 @@ from .template import Template
 
 class SolveError(Exception):
     """The predictions cannot make a capture (the message says what to do)."""
+
+
+@dataclass
+class ActorFace:
+    """An actor's neutral face found in an earlier capture, to use as it is: the same face in
+    every shot of the actor (two halves of one shot, each fitted alone, give faces that differ
+    about as much as they differ from the template)."""
+
+    template_name: str
+    weights: list  # the template's identity shapes' weights
+    source: str = ""  # the capture file it came from
+
+    @classmethod
+    def from_capture(cls, path) -> "ActorFace":
+        """The actor's face of a capture file; SolveError (saying what to do) when the file is
+        no capture or was captured without the actor's face."""
+        path = Path(path)
+        try:
+            capture = Capture.load(path)
+        except CaptureError as exc:
+            raise SolveError(f"the actor's face comes from a capture file: {exc}") from None
+        if not np.size(capture.identity_weights):
+            raise SolveError(f"{path.name} holds no actor's face: it was captured with the "
+                             f"template's face (Actor's Face off, --neutral-face or --raw-mesh) "
+                             f"or with a mesh without identity shapes; capture a shot of the "
+                             f"actor with Actor's Face on and use that file")
+        return cls(capture.template_name, [float(w) for w in capture.identity_weights],
+                   str(path))
 
 
 @dataclass
@@ -53,6 +82,8 @@ class SolveSettings:
     identity_prior_mm: float = DEFAULT_IDENTITY_PRIOR_M * 1000  # misfit per std of identity
     # how much a point's error along its camera ray (depth) counts against its error across it
     depth_weight: float = DEFAULT_DEPTH_WEIGHT
+    # the actor's face from an earlier capture, used as it is (then none is fitted)
+    actor_face: ActorFace | None = None
 
 
 @dataclass
@@ -219,6 +250,21 @@ class CaptureSolver:
         self._last_local: np.ndarray | None = None  # (3, V) head-local displacement
         self._prev_local: np.ndarray | None = None
         self._last_visible: np.ndarray | None = None
+        self._check_actor_face()
+
+    def _check_actor_face(self) -> None:
+        """An actor's face given must fit this template (checked before any frame is solved).
+        Without the expression fit (turned off, or a mesh without targets) it is not used."""
+        face = self.settings.actor_face
+        if face is None or not self.fits_expressions:
+            return
+        source = Path(face.source).name or "the actor's face"
+        shapes = len(self.template.identity_deltas)
+        if face.template_name != self.template.name or len(face.weights) != shapes:
+            raise SolveError(f"{source} holds a face for the mesh {face.template_name!r} with "
+                             f"{len(face.weights)} identity shapes; this capture's mesh is "
+                             f"{self.template.name!r} with {shapes}: use a capture made with "
+                             f"the same model and mesh")
 
     def add(self, prediction: FramePrediction) -> None:
         """Solve one frame (footage order)."""
@@ -365,12 +411,13 @@ class CaptureSolver:
             poses[:, :3, :] /= scale
             poses[:, 3, 3] = 1.0
         names, weights = [], np.zeros((len(positions), 0), np.float32)
-        rest = self.template.metric
+        rest, identity = self.template.metric, np.zeros(0)
         if self.fits_expressions:
             fit = self.fit_expressions(positions, visible, progress=progress, cancel=cancel)
             if fit is None:
                 return None
             positions, poses, rest = fit.positions, fit.poses, fit.rest
+            identity = fit.identity
             names, weights = list(self.template.blendshape_names), fit.weights
         if self.settings.temporal_sigma > 0:
             positions = self._filter(positions, poses)
@@ -396,7 +443,8 @@ class CaptureSolver:
             contract_version=getattr(model, "contract", ""),
             depth_units=getattr(model, "depth_units", "metric"),
             settings={**settings, "solve": asdict(self.settings)},
-            expression_names=names, expression_weights=weights.astype(np.float32))
+            expression_names=names, expression_weights=weights.astype(np.float32),
+            identity_weights=np.asarray(identity, np.float32))
 
     def fit_expressions(self, positions: np.ndarray, seen: np.ndarray, progress=None,
                         cancel=None) -> ExpressionFit | None:
@@ -405,9 +453,11 @@ class CaptureSolver:
         s = self.settings
         model = ExpressionModel(self.rest, self.template.blendshape_deltas, self._pose_subset,
                                 identity=self.template.identity_deltas)
+        actor = None if s.actor_face is None else np.asarray(s.actor_face.weights, np.float64)
         return model.fit(positions, seen, s.expression_prior_mm / 1000, progress=progress,
                          cancel=cancel, identity_prior=s.identity_prior_mm / 1000,
-                         identity_rounds=s.identity_rounds, depth_weight=s.depth_weight)
+                         identity_rounds=s.identity_rounds, depth_weight=s.depth_weight,
+                         actor=actor)
 
     @property
     def fits_expressions(self) -> bool:

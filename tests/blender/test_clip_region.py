@@ -146,3 +146,20 @@ def test_track_without_a_clip_or_a_track_builds_nothing(addon_from_source, clip,
         rc.start_job(bpy.context)
     after = (len(bpy.data.objects), len(bpy.data.collections), len(bpy.data.movieclips))
     assert after == before
+
+
+def test_an_actor_s_face_file_is_checked_before_anything_is_built(addon_from_source, clip,
+                                                                  tmp_path):
+    pytest.importorskip("onnxruntime")
+    s = set_up(addon_from_source, tmp_path)
+    s.mesh = "TEMPLATE"
+    s.actor_face_file = str(tmp_path / "missing.capture.npz")
+    rc = sys.modules[f"{addon_from_source.__name__}.blender.reconstruct"]
+    before = (len(bpy.data.objects), len(bpy.data.collections))
+    with pytest.raises(rc.FootageError, match="Actor's Face: .*capture file not found"):
+        rc.start_job(bpy.context, clip=clip)
+    s.actor_face = False  # off, or without the expression fit: the file is not read
+    rc.start_job(bpy.context, clip=clip)
+    s.actor_face, s.expressions = True, False
+    rc.start_job(bpy.context, clip=clip)
+    assert (len(bpy.data.objects), len(bpy.data.collections)) == before

@@ -49,7 +49,10 @@ def test_the_expression_fit_settings_show_with_the_template_and_reach_the_solve(
     assert settings.mesh == "AUTO" and settings.expressions and settings.expression_prior == 4.0
     names = drawn(panels)
     assert {"mesh", "expressions", "expression_prior", "actor_face", "depth_weight",
-            "smoothing"} <= set(names)
+            "actor_face_file", "smoothing"} <= set(names)
+    settings.actor_face = False
+    assert "actor_face_file" not in drawn(panels)
+    settings.actor_face = True
     assert "grid_vertices" not in names
     settings.mesh = "REFERENCE"  # a grid from a reference frame has no expression targets
     names = drawn(panels)

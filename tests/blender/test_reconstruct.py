@@ -286,6 +286,24 @@ def test_command_line(sequence, model, tmp_path, capsys):
         assert (solve.expressions, solve.expression_prior_mm, solve.identity_rounds,
                 solve.depth_weight) == (fit, prior, rounds, depth)
     assert default.identity_rounds > 0 and 0 < default.depth_weight < 1
+    # --actor-face: the face of an earlier capture; this one (a mesh from a reference frame,
+    # no expression fit) holds none
+    assert cli.main([str(sequence), "-o", str(out), "--actor-face",
+                     str(out / "shot.capture.npz")]) == 2
+    assert "--actor-face: shot.capture.npz holds no actor's face" in capsys.readouterr().err
+    assert cli.main([str(sequence), "-o", str(out), "--actor-face", str(tmp_path / "no")]) == 2
+    assert "capture file not found" in capsys.readouterr().err
+    actor = Capture.load(out / "shot.capture.npz")
+    actor.identity_weights = np.linspace(-1, 1, 24).astype(np.float32)
+    actor_file = actor.save(tmp_path / "actor.capture.npz")
+    solve = cli.settings_from(cli.parse([str(sequence), "-o", str(out), "--actor-face",
+                                         str(actor_file)])).solve
+    assert solve.actor_face.source == str(actor_file) and len(solve.actor_face.weights) == 24
+    assert solve.actor_face.template_name == actor.template_name
+    for flags in (["--neutral-face"], ["--raw-mesh"]):
+        assert cli.main([str(sequence), "-o", str(out), "--actor-face", str(actor_file),
+                         *flags]) == 2
+        assert "--actor-face" in capsys.readouterr().err
     assert cli.main([str(sequence), "-o", str(out), "--model", str(tmp_path / "x.onnx")]) == 2
 
 

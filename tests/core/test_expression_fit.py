@@ -10,7 +10,7 @@ import pytest
 from face_anything_addon.core.capture import Capture
 from face_anything_addon.core.expression_fit import (
     ExpressionModel, cross_matrix, pose_moments, rodrigues, spd_solve)
-from face_anything_addon.core.solve import CaptureSolver, SolveSettings
+from face_anything_addon.core.solve import ActorFace, CaptureSolver, SolveError, SolveSettings
 from tests.synthetic_maps import (
     camera, expression, face_mesh, pout, prediction, render, rotation, synthetic_template)
 
@@ -190,7 +190,22 @@ def test_the_actors_face_is_fitted_once_for_the_shot():
     # no rounds: the template's neutral face, as without identity shapes
     none = model.fit(x, seen, prior=1e-5, identity_rounds=0, depth_weight=1.0)
     np.testing.assert_array_equal(none.weights, plain.weights)
-    assert np.array_equal(none.rest, MESH.rest) and not none.identity.any()
+    assert np.array_equal(none.rest, MESH.rest) and none.identity.shape == (0,)
+
+
+def test_an_actor_s_face_given_is_used_as_it_is():
+    x = shots(WEIGHTS, actor=ACTOR)
+    seen = np.ones((len(x), V), bool)
+    model = ExpressionModel(MESH.rest, DELTAS, identity=IDENTITY)
+    calls = []
+    fit = model.fit(x, seen, prior=1e-5, depth_weight=1.0, actor=ACTOR,
+                    progress=lambda d, t: calls.append((d, t)))
+    np.testing.assert_array_equal(fit.identity, ACTOR)
+    np.testing.assert_allclose(fit.rest, MESH.rest + np.tensordot(ACTOR, IDENTITY, 1))
+    np.testing.assert_allclose(fit.weights, WEIGHTS, atol=1e-3)
+    assert calls == [(6, 6)]  # one pass: no face to fit
+    with pytest.raises(ValueError, match="2 identity weights given for 3"):
+        model.fit(x, seen, actor=ACTOR[:2])
 
 
 def test_the_identity_prior_and_hidden_frames():
@@ -338,6 +353,49 @@ def test_the_capture_s_neutral_face_is_the_actor_s(tmp_path):
         assert got[0] < 1.5e-3 and got[0] < got[1]
 
 
+def test_the_actor_s_face_carries_from_one_capture_to_the_next(tmp_path):
+    """A capture records the identity weights it fitted; `ActorFace.from_capture` reads them
+    and a capture of another shot of the actor uses that very face. Files that hold no face,
+    or a face for another mesh, are refused with what to do."""
+    actor = MESH.rest + np.tensordot(ACTOR, IDENTITY, 1)
+    frames = []
+    for i, (jaw, pucker) in enumerate(AMOUNTS):
+        shape = actor + expression(MESH, jaw) + pout(MESH, pucker)
+        points = shape @ rotation(0.25 * np.sin(i), 0.1 * np.cos(i)).T + np.array([0, 0, 0.45])
+        frames.append(render(MESH, points, K, SIZE))
+    first = capture_of(frames[:3], SolveSettings(), identity=IDENTITY)
+    assert first.identity_weights.shape == (3,) and np.abs(first.identity_weights).max() > 0.1
+    path = first.save(tmp_path / "first.capture.npz")
+    face = ActorFace.from_capture(path)
+    assert face.template_name == "synthetic" and face.source == str(path)
+    np.testing.assert_allclose(face.weights, first.identity_weights, rtol=1e-6)
+    second = capture_of(frames[3:], SolveSettings(actor_face=face), identity=IDENTITY)
+    np.testing.assert_allclose(second.rest_vertices, first.rest_vertices, atol=1e-6)
+    np.testing.assert_allclose(second.identity_weights, first.identity_weights, rtol=1e-6)
+    assert second.settings["solve"]["actor_face"]["source"] == str(path)
+    alone = capture_of(frames[3:], SolveSettings(), identity=IDENTITY)  # fitted anew: differs
+    assert np.abs(alone.rest_vertices - first.rest_vertices).max() > 1e-5
+    # a capture with the template's face holds none
+    plain = capture_of(frames[:2], SolveSettings(identity_rounds=0), identity=IDENTITY)
+    none = capture_of(frames[:2], SolveSettings())  # a template without identity shapes
+    assert plain.identity_weights.shape == none.identity_weights.shape == (0,)
+    for capture, name in ((plain, "plain"), (none, "none")):
+        with pytest.raises(SolveError, match="holds no actor's face"):
+            ActorFace.from_capture(capture.save(tmp_path / f"{name}.capture.npz"))
+    (tmp_path / "junk.capture.npz").write_bytes(b"not a capture")
+    with pytest.raises(SolveError, match="comes from a capture file"):
+        ActorFace.from_capture(tmp_path / "junk.capture.npz")
+    with pytest.raises(SolveError, match="same model and mesh"):  # before any frame is solved
+        CaptureSolver(synthetic_template(MESH, targets=TARGETS),
+                      SolveSettings(actor_face=face))
+    other = ActorFace("another mesh", face.weights, "other.capture.npz")
+    with pytest.raises(SolveError, match="other.capture.npz holds a face for the mesh"):
+        CaptureSolver(synthetic_template(MESH, targets=TARGETS, identity=IDENTITY),
+                      SolveSettings(actor_face=other))
+    # without the expression fit there is nothing to use it for
+    CaptureSolver(synthetic_template(MESH, identity=IDENTITY), SolveSettings(actor_face=other))
+
+
 def test_the_fit_beats_the_raw_mesh_on_noisy_maps(shot):
     raw = capture_of(shot, SolveSettings(expressions=False), noise=0.01)
     assert raw.expression_names == [] and raw.expression_weights.shape == (len(shot), 0)
@@ -382,10 +440,12 @@ def test_a_capture_file_from_before_the_fit_still_reads(shot, tmp_path):
     cap = capture_of(shot[:2], SolveSettings(expressions=False))
     path = cap.save(tmp_path / "old.capture.npz")
     with np.load(path) as z:  # written as version 1 was, without the expression fields
-        arrays = {k: z[k] for k in z.files if k != "expression_weights"}
+        arrays = {k: z[k] for k in z.files if k not in ("expression_weights",
+                                                         "identity_weights")}
     meta = json.loads(arrays["__meta__"].tobytes())
     meta.pop("expression_names")
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
     back = Capture.load(path)
     assert back.expression_names == [] and back.expression_weights.size == 0
+    assert back.identity_weights.shape == (0,)
