@@ -200,7 +200,28 @@ def weight_correlations(got: np.ndarray, true: np.ndarray, names) -> dict[str, f
     names = list(names)
     if "jawOpen" in names and varies[names.index("jawOpen")]:
         out["jaw_open_corr"] = float(corr[names.index("jawOpen")])
+    out.update({f"{TARGET_PREFIX}{n}": float(c) for n, c, v in zip(names, corr, varies) if v})
     return out
+
+
+TARGET_PREFIX = "corr:"  # score's keys for each target's correlation (their own table)
+
+
+def target_table(results: dict[str, dict[str, float]]) -> str:
+    """The targets' correlations with the truth (the `corr:` keys): a markdown table, one row
+    per target, one column per scored model, rows by the first model's correlation, highest
+    first. Empty when no model has them."""
+    models = [m for m, r in results.items() if any(k.startswith(TARGET_PREFIX) for k in r)]
+    if not models:
+        return ""
+    first = results[models[0]]
+    names = sorted({k for m in models for k in results[m] if k.startswith(TARGET_PREFIX)},
+                   key=lambda k: -first.get(k, -2.0))
+    lines = ["| ARKit target | " + " | ".join(models) + " |", "| --- |" + " --- |" * len(models)]
+    for k in names:
+        lines.append(f"| {k[len(TARGET_PREFIX):]} | " + " | ".join(
+            f"{results[m].get(k, float('nan')):.2f}" for m in models) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def true_lens_mm(window: dict) -> float:
@@ -323,7 +344,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.raw_mesh:
             results[f"{m.name}, raw mesh"] = score(m, wins, args.threads, expressions=False,
                                                    solve=solve)
-    text = table(results)
+    by_target = target_table(results)
+    text = table({m: {k: v for k, v in r.items() if not k.startswith(TARGET_PREFIX)}
+                  for m, r in results.items()})
+    if by_target:  # each ARKit target's correlation, the weights' table's mean taken apart
+        text = text.rstrip("\n") + "\n\nEach target's correlation with the truth over all " \
+            "frames (the targets whose truth varies):\n\n" + by_target
     print(text, end="")
     if args.out:
         import json

@@ -130,6 +130,7 @@ class _FaceAnythingPanel:
         col.operator("faceanything.rebuild_scene", icon="FILE_REFRESH")
         col.operator("faceanything.export_alembic", icon="EXPORT")
         col.operator("faceanything.export_markers", icon="EXPORT")
+        col.operator("faceanything.export_face_boxes", icon="EXPORT")
         if self.bl_space_type == "VIEW_3D":
             col = box.column(align=True)
             col.prop(settings, "vertex_marker_name")

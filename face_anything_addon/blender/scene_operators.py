@@ -11,6 +11,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from ..core.capture import Capture, CaptureError
 from ..core.errors import FootageError
+from ..core.face_boxes import FaceBoxesError, write_face_boxes
 from . import export, result, scene, vertex_markers
 
 STORAGE_ITEMS = (
@@ -220,5 +221,39 @@ class FACEANYTHING_OT_export_markers(_ResultExport, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FACEANYTHING_OT_export_face_boxes(_ResultExport, bpy.types.Operator):
+    """Export the face box the network saw on each frame of the selected result (frame, x0, y0,
+    x1, y1 in footage pixels) as CSV: correct the frames where the face region went wrong and
+    give the file to the command line's --face-region"""
+
+    bl_idname = "faceanything.export_face_boxes"
+    bl_label = "Export Face Boxes"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+
+    def suffix(self) -> str:
+        return "_face_boxes.csv"
+
+    def execute(self, context):
+        coll = result.active_result(context)
+        if not self.filepath:
+            self.report({"ERROR"}, "Choose a file to export to")
+            return {"CANCELLED"}
+        capture = _capture_of(self, coll)
+        if capture is None:
+            return {"CANCELLED"}
+        path = Path(bpy.path.abspath(self.filepath))
+        if path.suffix.lower() != ".csv":
+            path = path.with_name(path.name + ".csv")
+        try:
+            write_face_boxes(capture, path)
+        except (FaceBoxesError, OSError) as err:
+            self.report({"ERROR"}, f"Face box export failed: {err}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported the face boxes of {coll.name} to {path}")
+        return {"FINISHED"}
+
+
 CLASSES = (FACEANYTHING_OT_rebuild_scene, FACEANYTHING_OT_export_alembic,
-           FACEANYTHING_OT_export_markers)
+           FACEANYTHING_OT_export_markers, FACEANYTHING_OT_export_face_boxes)

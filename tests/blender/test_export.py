@@ -127,6 +127,7 @@ def test_operators_rebuild_and_export(empty_file, addon_from_source, capture, tm
     ops = bpy.ops.faceanything
     assert ops.rebuild_scene.poll()
     assert not ops.export_alembic.poll() and not ops.export_markers.poll()  # no result yet
+    assert not ops.export_face_boxes.poll()
     with pytest.raises(RuntimeError, match="capture file not found"):
         ops.rebuild_scene(filepath=str(tmp_path / "absent.npz"))
     with pytest.raises(RuntimeError, match="No capture file"):
@@ -155,6 +156,20 @@ def test_operators_rebuild_and_export(empty_file, addon_from_source, capture, tm
     assert len(rows) == 3 + len(FRAMES) and all(",nose_tip," in r for r in rows[3:])
     assert ops.export_markers(filepath=str(tmp_path / "m"), file_format="JSON") == {"FINISHED"}
     assert json.loads((tmp_path / "m.json").read_text())["markers"][0]["name"] == "nose_tip"
+
+    # The face boxes the network saw: a capture made before they were recorded has none
+    with pytest.raises(RuntimeError, match="no face boxes"):
+        ops.export_face_boxes(filepath=str(tmp_path / "none.csv"))
+    assert not (tmp_path / "none.csv").exists()
+    boxes = [[10.0 + i, 20.0, 110.0 + i, 140.0] for i in range(len(FRAMES))]
+    capture.settings["face_boxes"] = boxes
+    capture.save(path)
+    assert ops.export_face_boxes(filepath=str(tmp_path / "shot_boxes")) == {"FINISHED"}
+    from face_anything_addon.core.face_boxes import read_face_boxes
+
+    back = read_face_boxes(tmp_path / "shot_boxes.csv")
+    assert sorted(back) == sorted(int(n) for n in capture.frame_numbers)
+    np.testing.assert_allclose([back[int(n)] for n in capture.frame_numbers], boxes)
 
     # A result whose capture file went away: a clear error, nothing written.
     path.unlink()

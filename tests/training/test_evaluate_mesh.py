@@ -156,6 +156,15 @@ def test_weight_correlations_tell_signal_from_noise():
     assert res["jaw_open_corr"] == pytest.approx(1.0)
     assert res["weights_corr"] == pytest.approx((1.0 + 0.0 - 1.0) / 3, abs=0.05)
     assert np.isnan(weight_correlations(got, np.zeros((200, 4)), names)["weights_corr"])
+    # each target that varies, by name; their own table, best first
+    from training.evaluate_mesh import target_table
+
+    assert {k for k in res if k.startswith("corr:")} == {
+        "corr:jawOpen", "corr:eyeBlinkLeft", "corr:mouthSmileLeft"}
+    text = target_table({"m": res, "empty": {"mesh_mm": 1.0}})
+    rows = [line.split(" | ")[0].strip("| ") for line in text.splitlines()[2:]]
+    assert rows == ["jawOpen", "eyeBlinkLeft", "mouthSmileLeft"] and "| 1.00 |" in text
+    assert "empty" not in text.splitlines()[0] and target_table({"m": {"mesh_mm": 1}}) == ""
 
 
 def test_the_capture_path_runs_and_refuses_what_it_cannot_capture(tmp_path):
