@@ -44,6 +44,7 @@ lens_mm`, from the clip's true focal length) instead of with the network's estim
 from __future__ import annotations
 
 import argparse
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -130,22 +131,45 @@ def fit_true_tracks(window: dict, solve: dict | None = None):
     """The capture solve's expression fit (its settings: the defaults, or `solve`) of a clip's
     true meshes, every vertex seen: what the fit makes of a perfect network's tracks, the
     ceiling the solve itself sets. A Capture's fields as `score` reads them."""
+    truth = np.asarray(window[TRUTH_KEY], np.float64)
+    return fitted_capture(truth, np.ones(truth.shape[:2], bool), np.arange(len(truth)), solve)
+
+
+def refit(capture, solve: dict | None = None):
+    """A capture made without the expression fit (the mesh as tracked), fitted as the solve
+    with settings `solve` would have: the network's work done once for many settings."""
+    return fitted_capture(np.asarray(capture.positions, np.float64), capture.visibility,
+                          capture.frame_numbers, solve, getattr(capture, "camera", None))
+
+
+def fitted_capture(positions: np.ndarray, seen: np.ndarray, frame_numbers: np.ndarray,
+                   solve: dict | None = None, camera: np.ndarray | None = None):
+    """The solve's expression fit (bundled template, `SolveSettings(**solve)`) of meshes
+    (N, V, 3) whose vertices `seen` (N, V) were observed, as a Capture's fields `score` reads."""
     from types import SimpleNamespace
 
-    from face_anything_addon.core.capture_run import bundled_templates
     from face_anything_addon.core.solve import CaptureSolver, SolveSettings
+
+    template = bundled_template()
+    fit = CaptureSolver(template, SolveSettings(**(solve or {}))).fit_expressions(positions, seen)
+    out = SimpleNamespace(frame_numbers=np.asarray(frame_numbers), positions=fit.positions,
+                          visibility=seen, canonical_space=template.canonical_space,
+                          expression_names=list(template.blendshape_names),
+                          expression_weights=fit.weights)
+    if camera is not None:
+        out.camera = camera
+    return out
+
+
+@lru_cache(maxsize=1)
+def bundled_template():
+    """The add-on's bundled template (the MakeHuman head)."""
+    from face_anything_addon.core.capture_run import bundled_templates
     from face_anything_addon.core.template import Template
 
     from .make_template import CANONICAL_SPACE
 
-    template = Template.load(bundled_templates()[CANONICAL_SPACE])
-    truth = np.asarray(window[TRUTH_KEY], np.float64)
-    seen = np.ones(truth.shape[:2], bool)
-    fit = CaptureSolver(template, SolveSettings(**(solve or {}))).fit_expressions(truth, seen)
-    return SimpleNamespace(frame_numbers=np.arange(len(truth)), positions=fit.positions,
-                           visibility=seen, canonical_space=template.canonical_space,
-                           expression_names=list(template.blendshape_names),
-                           expression_weights=fit.weights)
+    return Template.load(bundled_templates()[CANONICAL_SPACE])
 
 
 def frame_metrics(got: np.ndarray, true: np.ndarray, seen: np.ndarray,
@@ -230,6 +254,7 @@ def true_lens_mm(window: dict) -> float:
     return float(np.median(np.asarray(window["intrinsics"])[..., 0, 0])) / max(w, h) * 36.0
 
 
+@lru_cache(maxsize=4)
 def template_rest(space: str) -> np.ndarray:
     """The neutral face (V, 3) of the bundled template of canonical space `space` (the
     capture's own rest mesh is the actor's face it fitted)."""
@@ -244,16 +269,23 @@ def score(model: Path | None, windows: list[dict], threads: int = 0,
           solve: dict | None = None) -> dict[str, float]:
     """The table's numbers for `model`'s captures of `windows` (solve: `SolveSettings` fields
     other than the defaults); model None: the expression fit of the true meshes."""
+    def captures():
+        for win in windows:
+            lens = true_lens_mm(win) if known_lens else 0.0
+            if model is None:
+                yield fit_true_tracks(win, solve)
+            else:
+                yield capture_clip(model, np.asarray(win["images"], np.float32), threads, lens,
+                                   expressions, solve=solve)
+    return score_captures(windows, captures())
+
+
+def score_captures(windows: list[dict], captures) -> dict[str, float]:
+    """The table's numbers for one capture (or None: refused) of each of `windows`."""
     rows: dict[str, list[float]] = {}
     no_face = 0
     weights_got, weights_true, names = [], [], []
-    for win in windows:
-        lens = true_lens_mm(win) if known_lens else 0.0
-        if model is None:
-            capture = fit_true_tracks(win, solve)
-        else:
-            capture = capture_clip(model, np.asarray(win["images"], np.float32), threads, lens,
-                                   expressions, solve=solve)
+    for win, capture in zip(windows, captures):
         if capture is None:
             no_face += 1
             continue
@@ -344,19 +376,26 @@ def main(argv: list[str] | None = None) -> None:
         if args.raw_mesh:
             results[f"{m.name}, raw mesh"] = score(m, wins, args.threads, expressions=False,
                                                    solve=solve)
-    by_target = target_table(results)
+    report(results, args.out)
+
+
+def report(results: dict[str, dict[str, float]], out: Path | None = None,
+           by_target: bool = True) -> None:
+    """Print the scores' table (and, by_target, each ARKit target's correlation in a table of
+    its own); with `out`, also write it there and the scores as .json beside it."""
     text = table({m: {k: v for k, v in r.items() if not k.startswith(TARGET_PREFIX)}
-                  for m, r in results.items()})
-    if by_target:  # each ARKit target's correlation, the weights' table's mean taken apart
-        text = text.rstrip("\n") + "\n\nEach target's correlation with the truth over all " \
-            "frames (the targets whose truth varies):\n\n" + by_target
+                  for m, r in results.items()}).rstrip("\n") + "\n"
+    targets = target_table(results) if by_target else ""
+    if targets:  # each ARKit target's correlation, the weights' table's mean taken apart
+        text += "\nEach target's correlation with the truth over all frames (the targets " \
+            "whose truth varies):\n\n" + targets
     print(text, end="")
-    if args.out:
+    if out:
         import json
 
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

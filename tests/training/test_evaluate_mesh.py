@@ -223,3 +223,45 @@ def test_true_tracks_and_solve_settings(monkeypatch):
     for bad in (["nonsense=1"], ["depth_weight"], ["identity_rounds=two"]):
         with pytest.raises(SystemExit, match="--solve"):
             em.solve_overrides(bad)
+
+
+def test_tune_solve_scores_every_combination_on_one_capture(monkeypatch):
+    """training.tune_solve: the grid's combinations (the defaults first, values typed), each
+    scored on the same tracked meshes, the network run once per clip; rows best first."""
+    import training.evaluate_mesh as em
+    import training.tune_solve as ts
+
+    assert ts.grid_of([]) == [{}]
+    combos = ts.grid_of(["depth_weight=1,0.3", "identity_rounds=0"])
+    assert combos == [{}, {"depth_weight": 1.0, "identity_rounds": 0},
+                      {"depth_weight": 0.3, "identity_rounds": 0}]
+    with pytest.raises(SystemExit, match="--grid"):
+        ts.grid_of(["depth_weight"])
+    template = em.bundled_template()
+    weights = np.zeros((3, len(template.blendshape_names)), np.float32)
+    weights[1:, template.blendshape_names.index("jawOpen")] = (0.3, 0.7)
+    truth = (template.metric + np.tensordot(weights, template.blendshape_deltas.astype(
+        np.float32), 1) + np.array([0.0, 0.0, 0.6], np.float32)).astype(np.float32)
+    clip = {"images": np.zeros((3, 3, 8, 8), np.float32), em.TRUTH_KEY: truth,
+            em.WEIGHTS_KEY: weights}
+    noisy = truth + np.random.default_rng(0).normal(0, 0.002, truth.shape).astype(np.float32)
+
+    class Tracked:  # a capture without the expression fit
+        frame_numbers = np.arange(3)
+        positions = noisy
+        visibility = np.ones(truth.shape[:2], bool)
+
+    calls = []
+    monkeypatch.setattr(ts, "capture_clip",
+                        lambda *a, **kw: calls.append(a[4]) or Tracked())
+    results = ts.tune("model.onnx", [clip, clip], combos, true_tracks=True)
+    assert calls == [False, False]  # captured once per clip, without the fit
+    assert set(results) == {"defaults", "depth_weight=1.0, identity_rounds=0",
+                            "depth_weight=0.3, identity_rounds=0", "true tracks, defaults",
+                            "true tracks, depth_weight=1.0, identity_rounds=0",
+                            "true tracks, depth_weight=0.3, identity_rounds=0"}
+    mesh = [r["mesh_mm"] for r in results.values()]
+    assert mesh == sorted(mesh) and all(np.isfinite(mesh))
+    # the true meshes fit better than the noisy ones, setting for setting
+    for name in ("defaults", "depth_weight=1.0, identity_rounds=0"):
+        assert results[f"true tracks, {name}"]["mesh_mm"] < results[name]["mesh_mm"]
