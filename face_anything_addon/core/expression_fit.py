@@ -37,8 +37,8 @@ frame's expressions on the face found. The shot's neutral face is `ExpressionFit
 
 Depth (`depth_weight`): a tracked point's error along its camera ray (its depth, the network's
 smoothest output) counts `depth_weight` times its error across the ray (its place in the
-image). Each Gauss-Newton round first moves every point along its ray that share of the way to
-the current fit (an expectation-maximisation step of that weighted least squares), so only
+image). Each Gauss-Newton round first moves every point along its ray 1 - depth_weight of the
+way to the current fit (an expectation-maximisation step of that weighted least squares), so only
 isotropic normal equations are ever formed; a target that moves points mostly along the rays
 converges over more rounds.
 
@@ -54,9 +54,8 @@ import numpy as np
 
 from .mesh_fill import robust_similarity_fit_soa
 
-DEFAULT_PRIOR_M = 0.004  # 4 mm RMS misfit per unit of weight (tuned on held-out clips)
-
-
+# the defaults suit the bundled model's maps (chosen on held-out clips: `training.tune_solve`)
+DEFAULT_PRIOR_M = 0.004  # 4 mm RMS misfit per unit of weight
 DEFAULT_IDENTITY_PRIOR_M = 0.002  # 2 mm RMS misfit per standard deviation of identity
 DEFAULT_IDENTITY_ROUNDS = 2
 DEFAULT_IDENTITY_FRAMES = 64
