@@ -161,15 +161,20 @@ def fitted_capture(positions: np.ndarray, seen: np.ndarray, frame_numbers: np.nd
     return out
 
 
-@lru_cache(maxsize=1)
 def bundled_template():
     """The add-on's bundled template (the MakeHuman head)."""
+    from .make_template import CANONICAL_SPACE
+
+    return template_of(CANONICAL_SPACE)
+
+
+@lru_cache(maxsize=4)
+def template_of(space: str):
+    """The add-on's bundled template of canonical space `space`, read once."""
     from face_anything_addon.core.capture_run import bundled_templates
     from face_anything_addon.core.template import Template
 
-    from .make_template import CANONICAL_SPACE
-
-    return Template.load(bundled_templates()[CANONICAL_SPACE])
+    return Template.load(bundled_templates()[space])
 
 
 def frame_metrics(got: np.ndarray, true: np.ndarray, seen: np.ndarray,
@@ -254,14 +259,10 @@ def true_lens_mm(window: dict) -> float:
     return float(np.median(np.asarray(window["intrinsics"])[..., 0, 0])) / max(w, h) * 36.0
 
 
-@lru_cache(maxsize=4)
 def template_rest(space: str) -> np.ndarray:
     """The neutral face (V, 3) of the bundled template of canonical space `space` (the
     capture's own rest mesh is the actor's face it fitted)."""
-    from face_anything_addon.core.capture_run import bundled_templates
-    from face_anything_addon.core.template import Template
-
-    return Template.load(bundled_templates()[space]).metric.astype(np.float64)
+    return template_of(space).metric.astype(np.float64)
 
 
 def score(model: Path | None, windows: list[dict], threads: int = 0,

@@ -153,6 +153,18 @@ class _ResultExport:
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
+    def capture_to_export(self, context):
+        """(the active result, its capture, the chosen file) or None after reporting why: no
+        file chosen, or the result's capture file cannot be read."""
+        coll = result.active_result(context)
+        if not self.filepath:
+            self.report({"ERROR"}, "Choose a file to export to")
+            return None
+        capture = _capture_of(self, coll)
+        if capture is None:
+            return None
+        return coll, capture, Path(bpy.path.abspath(self.filepath))
+
 
 class FACEANYTHING_OT_export_alembic(_ResultExport, bpy.types.Operator):
     """Export the selected Face Anything result (face, camera, markers, head) as Alembic over the
@@ -198,17 +210,13 @@ class FACEANYTHING_OT_export_markers(_ResultExport, bpy.types.Operator):
         return "_markers." + self.file_format.lower()
 
     def execute(self, context):
-        coll = result.active_result(context)
-        if not self.filepath:
-            self.report({"ERROR"}, "Choose a file to export to")
+        found = self.capture_to_export(context)
+        if found is None:
             return {"CANCELLED"}
-        capture = _capture_of(self, coll)
-        if capture is None:
-            return {"CANCELLED"}
+        coll, capture, path = found
         # with the markers added from vertices of the result's mesh
         capture = vertex_markers.with_vertex_markers(
             capture, vertex_markers.definitions(coll)).capture
-        path = Path(bpy.path.abspath(self.filepath))
         if path.suffix.lower() not in (".csv", ".json"):  # an explicit extension wins
             path = path.with_name(path.name + "." + self.file_format.lower())
         try:
@@ -236,14 +244,10 @@ class FACEANYTHING_OT_export_face_boxes(_ResultExport, bpy.types.Operator):
         return "_face_boxes.csv"
 
     def execute(self, context):
-        coll = result.active_result(context)
-        if not self.filepath:
-            self.report({"ERROR"}, "Choose a file to export to")
+        found = self.capture_to_export(context)
+        if found is None:
             return {"CANCELLED"}
-        capture = _capture_of(self, coll)
-        if capture is None:
-            return {"CANCELLED"}
-        path = Path(bpy.path.abspath(self.filepath))
+        coll, capture, path = found
         if path.suffix.lower() != ".csv":
             path = path.with_name(path.name + ".csv")
         try:

@@ -37,6 +37,7 @@ def identity_shapes(mesh) -> np.ndarray:
 
 IDENTITY = identity_shapes(MESH)
 ACTOR = np.array([0.8, -0.6, 1.0])  # the shots' head: rest + IDENTITY . ACTOR
+ACTOR_FACE = MESH.rest + np.tensordot(ACTOR, IDENTITY, 1)
 
 
 def pose(points: np.ndarray, yaw: float, pitch: float, scale: float = 1.0,
@@ -183,8 +184,7 @@ def test_the_actors_face_is_fitted_once_for_the_shot():
     # one round of the joint step gets most of the way, the next lands
     assert errors[0] < 0.2 and errors[1] < 1e-3 and errors[2] < 1e-3
     np.testing.assert_allclose(fit.weights, WEIGHTS, atol=0.01)
-    actor = MESH.rest + np.tensordot(ACTOR, IDENTITY, 1)
-    assert np.abs(fit.rest - actor).max() < 1e-4  # metres
+    assert np.abs(fit.rest - ACTOR_FACE).max() < 1e-4  # metres
     assert np.abs(fit.positions - x).max() < 3e-4
     assert np.abs(plain.positions - x).max() > 3e-3
     # no rounds: the template's neutral face, as without identity shapes
@@ -201,7 +201,7 @@ def test_an_actor_s_face_given_is_used_as_it_is():
     fit = model.fit(x, seen, prior=1e-5, depth_weight=1.0, actor=ACTOR,
                     progress=lambda d, t: calls.append((d, t)))
     np.testing.assert_array_equal(fit.identity, ACTOR)
-    np.testing.assert_allclose(fit.rest, MESH.rest + np.tensordot(ACTOR, IDENTITY, 1))
+    np.testing.assert_allclose(fit.rest, ACTOR_FACE)
     np.testing.assert_allclose(fit.weights, WEIGHTS, atol=1e-3)
     assert calls == [(6, 6)]  # one pass: no face to fit
     with pytest.raises(ValueError, match="2 identity weights given for 3"):
@@ -326,16 +326,22 @@ def test_the_solve_fits_the_targets_and_keeps_the_weights(shot, tmp_path):
     assert back.settings["solve"]["expression_prior_mm"] == 0.1
 
 
-def test_the_capture_s_neutral_face_is_the_actor_s(tmp_path):
+@pytest.fixture(scope="module")
+def actor_shot():
+    """The `shot`'s expressions and poses on the head of ACTOR, not the template's."""
+    frames = []
+    for i, (jaw, pucker) in enumerate(AMOUNTS):
+        shape = ACTOR_FACE + expression(MESH, jaw) + pout(MESH, pucker)
+        points = shape @ rotation(0.25 * np.sin(i), 0.1 * np.cos(i)).T + np.array([0, 0, 0.45])
+        frames.append(render(MESH, points, K, SIZE))
+    return frames
+
+
+def test_the_capture_s_neutral_face_is_the_actor_s(actor_shot, tmp_path):
     """A shot of a head unlike the template's: with its identity shapes the capture's rest
     mesh (the Blender mesh's Basis) is the actor's face and the weights are the expressions;
     without them, the template's neutral face."""
-    actor = MESH.rest + np.tensordot(ACTOR, IDENTITY, 1)
-    frames = []
-    for i, (jaw, pucker) in enumerate(AMOUNTS):
-        shape = actor + expression(MESH, jaw) + pout(MESH, pucker)
-        points = shape @ rotation(0.25 * np.sin(i), 0.1 * np.cos(i)).T + np.array([0, 0, 0.45])
-        frames.append(render(MESH, points, K, SIZE))
+    actor, frames = ACTOR_FACE, actor_shot
     exact = SolveSettings(expression_prior_mm=0.1, identity_prior_mm=0.05, depth_weight=1.0)
     cap = capture_of(frames, exact, identity=IDENTITY)
     assert np.abs(cap.rest_vertices - actor).max() < 1.5e-3  # metres, the float16 shapes
@@ -353,16 +359,11 @@ def test_the_capture_s_neutral_face_is_the_actor_s(tmp_path):
         assert got[0] < 1.5e-3 and got[0] < got[1]
 
 
-def test_the_actor_s_face_carries_from_one_capture_to_the_next(tmp_path):
+def test_the_actor_s_face_carries_from_one_capture_to_the_next(actor_shot, tmp_path):
     """A capture records the identity weights it fitted; `ActorFace.from_capture` reads them
     and a capture of another shot of the actor uses that very face. Files that hold no face,
     or a face for another mesh, are refused with what to do."""
-    actor = MESH.rest + np.tensordot(ACTOR, IDENTITY, 1)
-    frames = []
-    for i, (jaw, pucker) in enumerate(AMOUNTS):
-        shape = actor + expression(MESH, jaw) + pout(MESH, pucker)
-        points = shape @ rotation(0.25 * np.sin(i), 0.1 * np.cos(i)).T + np.array([0, 0, 0.45])
-        frames.append(render(MESH, points, K, SIZE))
+    frames = actor_shot
     first = capture_of(frames[:3], SolveSettings(), identity=IDENTITY)
     assert first.identity_weights.shape == (3,) and np.abs(first.identity_weights).max() > 0.1
     path = first.save(tmp_path / "first.capture.npz")
